@@ -1,0 +1,162 @@
+"""Shared fixtures: offline tokenizers, tiny random models and an isolated cache folder."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+# Text the tiny tokenizers are trained on and the tests feed the models.
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "A language model moves each token through its layers.",
+    "def add(a, b):\n    return a + b",
+    "Intrinsic dimension measures how many directions a cloud uses.",
+    "She opened the door, looked outside and smiled at the rain.",
+    "SELECT name FROM users WHERE age > 30;",
+]
+
+
+@functools.cache
+def _train_tokenizer(kind: str, padding_side: str) -> Any:
+    """A byte-level BPE trained on CORPUS (cached: the tests never modify a tokenizer)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(CORPUS * 4, trainer)
+    bos, eos = backend.token_to_id("<s>"), backend.token_to_id("</s>")
+    if kind == "causal":  # Llama-like: a BOS in front
+        template = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
+    else:  # BERT-like: [CLS] text [SEP]
+        template = processors.TemplateProcessing(
+            single="<s> $A </s>", special_tokens=[("<s>", bos), ("</s>", eos)]
+        )
+    backend.post_processor = template
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        padding_side=padding_side,
+        model_max_length=128,
+    )
+
+
+@pytest.fixture(scope="session")
+def make_tokenizer() -> Callable[..., Any]:
+    """``make_tokenizer(kind="causal"|"encoder", padding_side="right"|"left")``: offline BPE."""
+    return _train_tokenizer
+
+
+def _tiny_model(arch: str, vocab_size: int, seed: int) -> Any:
+    import torch
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    if arch == "gpt2":
+        config = tf.GPT2Config(
+            vocab_size=vocab_size,
+            n_positions=128,
+            n_embd=32,
+            n_layer=2,
+            n_head=4,
+            bos_token_id=1,
+            eos_token_id=2,
+        )
+        model = tf.GPT2LMHeadModel(config)
+    elif arch == "llama":
+        config = tf.LlamaConfig(
+            vocab_size=vocab_size,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+        )
+        model = tf.LlamaForCausalLM(config)
+    elif arch == "bert":
+        config = tf.BertConfig(
+            vocab_size=vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
+        model = tf.BertModel(config)
+    else:  # pragma: no cover - a typo in a test
+        raise ValueError(arch)
+    return model.eval()
+
+
+#: Blocks of each tiny architecture (the model returns one more hidden state).
+TINY_BLOCKS = {"gpt2": 2, "llama": 3, "bert": 2}
+
+
+@pytest.fixture(scope="session")
+def tiny() -> Callable[..., tuple[Any, Any]]:
+    """``tiny(arch, padding_side="right", seed=0)`` -> a random (model, tokenizer) pair.
+
+    ``arch`` is "gpt2", "llama" (causal) or "bert" (encoder); hidden size 32.
+    """
+
+    def make(arch: str, padding_side: str = "right", seed: int = 0) -> tuple[Any, Any]:
+        tokenizer = _train_tokenizer("encoder" if arch == "bert" else "causal", padding_side)
+        return _tiny_model(arch, len(tokenizer), seed), tokenizer
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], str]:
+    """``tiny_dir(arch)`` -> a folder with a saved tiny model and tokenizer (save_pretrained)."""
+    made: dict[str, str] = {}
+
+    def make(arch: str) -> str:
+        if arch not in made:
+            folder = tmp_path_factory.mktemp(f"tiny-{arch}")
+            tokenizer = _train_tokenizer("encoder" if arch == "bert" else "causal", "right")
+            model = _tiny_model(arch, len(tokenizer), 0)
+            if arch != "bert":  # save the causal LM so that load_model picks the LM class
+                model.config.architectures = [type(model).__name__]
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+            made[arch] = str(folder)
+        return made[arch]
+
+    return make
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep every test away from the user's cache folder (TOKENDIM_CACHE_DIR -> a temp dir)."""
+    previous = os.environ.get("TOKENDIM_CACHE_DIR")
+    os.environ["TOKENDIM_CACHE_DIR"] = str(tmp_path_factory.mktemp("tokendim-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("TOKENDIM_CACHE_DIR", None)
+    else:
+        os.environ["TOKENDIM_CACHE_DIR"] = previous
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A fresh cache folder, also set as TOKENDIM_CACHE_DIR for the test."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("TOKENDIM_CACHE_DIR", str(folder))
+    return folder

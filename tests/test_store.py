@@ -1,0 +1,242 @@
+"""The on-disk store: keys, atomic entries, damage detection, interrupted writers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tokendim_widgets import store as store_module
+from tokendim_widgets.store import Store, default_cache_dir, make_key
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _write(store: Store, key: str = "k1") -> None:
+    with store.writer("ns", key) as writer:
+        writer.write_array("x", np.arange(12, dtype=np.float32).reshape(3, 4))
+        big = writer.create_array("y", (5, 2), np.float32)
+        big[:] = 7.0
+        writer.write_table("t", pd.DataFrame({"a": [1, 2], "s": ["x", "<b>y</b>"]}))
+        writer.write_json("doc", {"hello": ["world"]})
+        writer.meta["note"] = "n"
+
+
+def _fresh_process_view() -> None:
+    """Forget which entries this process verified, as a new process would."""
+    store_module._verified.clear()
+
+
+def test_roundtrip_reads_back_memory_maps(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    _write(store)
+    entry = store.get("ns", "k1")
+    assert entry is not None
+    x = entry.array("x")
+    assert isinstance(x, np.memmap) and not x.flags.writeable
+    np.testing.assert_array_equal(x, np.arange(12, dtype=np.float32).reshape(3, 4))
+    np.testing.assert_array_equal(entry.array("y"), np.full((5, 2), 7.0, dtype=np.float32))
+    pd.testing.assert_frame_equal(
+        entry.table("t"), pd.DataFrame({"a": [1, 2], "s": ["x", "<b>y</b>"]})
+    )
+    assert entry.json("doc") == {"hello": ["world"]}
+    assert entry.meta == {"note": "n"}
+    assert store.keys("ns") == ["k1"]
+    assert [p.name for p in (tmp_path / "ns").iterdir()] == ["k1"]  # no temporary left
+
+
+def test_table_fallback_without_pyarrow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # makes `import pyarrow` fail
+    store = Store(tmp_path)
+    frame = pd.DataFrame(
+        {"i": np.arange(3, dtype=np.int32), "f": [0.5, 1.5, 2.5], "s": list("abc")}
+    )
+    entry = store.put("ns", "k", tables={"t": frame})
+    assert (entry.path / "t.npz").exists() and not (entry.path / "t.parquet").exists()
+    back = entry.table("t")
+    assert back["s"].tolist() == ["a", "b", "c"]
+    np.testing.assert_array_equal(back["i"], frame["i"])
+    np.testing.assert_array_equal(back["f"], frame["f"])
+
+
+def test_keys_are_canonical_and_content_sensitive() -> None:
+    assert make_key({"a": 1, "b": [1, 2]}) == make_key({"b": [1, 2], "a": 1})
+    assert make_key({"a": 1}) != make_key({"a": 2})
+    assert make_key("x", None) != make_key("x", 0)
+    assert make_key({"a": np.int64(3)}) == make_key({"a": 3})
+    assert len(make_key("x")) == 64
+    with pytest.raises(TypeError):
+        make_key(object())
+
+
+def test_format_version_is_part_of_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = make_key("same")
+    monkeypatch.setattr(store_module, "FORMAT_VERSION", store_module.FORMAT_VERSION + 1)
+    assert make_key("same") != before
+
+
+def test_cache_dir_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TOKENDIM_CACHE_DIR", str(tmp_path / "env"))
+    assert default_cache_dir() == tmp_path / "env"
+    assert Store().root == tmp_path / "env"
+    assert Store(tmp_path / "arg").root == tmp_path / "arg"  # the argument wins
+    monkeypatch.delenv("TOKENDIM_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert default_cache_dir() == tmp_path / "xdg" / "tokendim-widgets"
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert default_cache_dir().parts[-3:] == ("Library", "Caches", "tokendim-widgets")
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local"))
+    assert default_cache_dir() == tmp_path / "local" / "tokendim-widgets" / "Cache"
+
+
+def test_an_exception_inside_the_writer_publishes_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    with pytest.raises(RuntimeError), store.writer("ns", "k") as writer:
+        writer.write_array("x", np.zeros(3))
+        raise RuntimeError("boom")
+    assert store.get("ns", "k") is None
+    assert list((tmp_path / "ns").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["truncate", "delete_file", "flip_byte", "bad_manifest", "no_manifest", "wrong_key"],
+)
+def test_damaged_entries_are_detected_and_removed(tmp_path: Path, damage: str) -> None:
+    store = Store(tmp_path)
+    _write(store)
+    path = store.path("ns", "k1")
+    if damage == "truncate":
+        data = (path / "x.npy").read_bytes()
+        (path / "x.npy").write_bytes(data[:-8])
+    elif damage == "delete_file":
+        (path / "t.parquet").unlink()
+    elif damage == "flip_byte":  # same size: only the checksum can tell
+        data = bytearray((path / "y.npy").read_bytes())
+        data[-1] ^= 0xFF
+        (path / "y.npy").write_bytes(bytes(data))
+    elif damage == "bad_manifest":
+        (path / "manifest.json").write_text("{not json")
+    elif damage == "no_manifest":
+        (path / "manifest.json").unlink()
+    elif damage == "wrong_key":
+        manifest = json.loads((path / "manifest.json").read_text())
+        manifest["key"] = "other"
+        (path / "manifest.json").write_text(json.dumps(manifest))
+    _fresh_process_view()
+    assert store.get("ns", "k1") is None
+    assert not path.exists()
+    _write(store)  # and it can be written again
+    assert store.get("ns", "k1") is not None
+
+
+def test_checksums_are_verified_once_per_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(tmp_path)
+    _write(store)
+    _fresh_process_view()
+    calls = []
+    real = store_module.file_sha256
+    monkeypatch.setattr(store_module, "file_sha256", lambda p: calls.append(p) or real(p))
+    assert store.get("ns", "k1") is not None
+    n = len(calls)
+    assert n > 0
+    assert store.get("ns", "k1") is not None
+    assert len(calls) == n  # the second read only checks sizes
+
+
+def test_concurrent_writers_of_one_key_leave_one_valid_entry(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    first = store.writer("ns", "k")
+    second = store.writer("ns", "k")
+    for writer in (first, second):
+        writer.write_array("x", np.ones(4))
+    first.commit()
+    second.commit()
+    entry = store.get("ns", "k")
+    assert entry is not None
+    np.testing.assert_array_equal(entry.array("x"), np.ones(4))
+    assert sorted(p.name for p in (tmp_path / "ns").iterdir()) == ["k"]
+
+
+def test_temporary_folders_of_dead_writers_are_cleaned(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.writer("ns", "k").abort()  # creates the namespace folder
+    host = store_module.hashlib.sha1(store_module.socket.gethostname().encode()).hexdigest()[:8]
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    stale = tmp_path / "ns" / f".tmp-abcd-{host}-{int(dead.stdout)}-0000"
+    stale.mkdir()
+    alive = tmp_path / "ns" / f".tmp-abcd-{host}-{os.getpid()}-1111"
+    alive.mkdir()
+    with store.writer("ns", "k2") as writer:
+        writer.write_json("doc", 1)
+    assert not stale.exists()
+    assert alive.exists()  # a live writer's folder is left alone
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    from tokendim_widgets.store import Store
+    store = Store(sys.argv[1])
+    with store.writer("ns", "k") as writer:
+        a = writer.create_array("x", (1000, 10), np.float32)
+        a[:500] = 1.0
+        open(sys.argv[2], "w").close()  # tell the parent we are mid-write
+        time.sleep(60)
+        a[500:] = 1.0
+    """
+)
+
+
+def test_a_writer_killed_mid_write_leaves_no_valid_entry(tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(tmp_path / "cache"), str(marker)], cwd=REPO
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None, "the writer died before writing"
+            assert time.monotonic() < deadline, "the writer never started"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    store = Store(tmp_path / "cache")
+    assert store.get("ns", "k") is None
+    leftovers = list((tmp_path / "cache" / "ns").iterdir())
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(".tmp-")
+    with store.writer("ns", "k") as writer:  # recomputing cleans the dead writer's folder
+        writer.write_array("x", np.zeros((1000, 10), np.float32))
+    assert store.get("ns", "k") is not None
+    assert [p.name for p in (tmp_path / "cache" / "ns").iterdir()] == ["k"]
+
+
+def test_invalid_names_are_refused(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    for bad in ("", "../x", ".hidden", "a/b"):
+        with pytest.raises(ValueError):
+            store.path("ns", bad)
+    with store.writer("ns", "k") as writer, pytest.raises(ValueError):
+        writer.write_array("../escape", np.zeros(1))
+    store.remove("ns", "k")
+    assert store.get("ns", "k") is None

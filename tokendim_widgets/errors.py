@@ -1,0 +1,16 @@
+"""The one exception type that errors a user can cause are raised with."""
+
+from __future__ import annotations
+
+
+class TokendimError(Exception):
+    """A problem the user can fix: the message says what happened and what to do.
+
+    Every error a user can cause (an unknown model, an empty prompt set, too few tokens for
+    the requested number of neighbours, running out of memory) is raised as this type, so
+    that notebooks and widgets can catch one class, show the message and stay usable.
+    """
+
+
+class Cancelled(TokendimError):
+    """Raised inside long work when the user asked for it to stop."""

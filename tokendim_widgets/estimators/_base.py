@@ -1,0 +1,361 @@
+"""What every estimator shares: parameters, the kNN graph it is fitted on, error bars.
+
+Estimators follow scikit-learn's conventions: the constructor stores hyper-parameters and
+checks nothing; ``fit`` checks them, computes, sets attributes ending in ``_`` and returns
+``self``. A fit starts from points (``fit(X)``: duplicates are removed and the exact kNN graph
+is searched) or from a precomputed graph (``fit(knn=graph)``: a :class:`~tokendim_widgets.knn.
+KNNGraph` or a raw ``(distances, indices)`` pair), so that one graph serves every estimator.
+
+Error bars (``dimension_interval_``) are two-sided intervals at level ``confidence`` (95% by
+default): from the exact or asymptotic likelihood where the estimator has one (TwoNN
+``method="mle"``, GRIDE), otherwise from a delete-a-group jackknife: the distinct points are
+split into ``n_groups`` seeded random groups, the estimate is recomputed without each group,
+and the interval is ``estimate +- z * SE``. Points of a kNN graph are not independent
+(neighbourhoods overlap), so such intervals measure the sampling spread of the points given
+the graph; they are a lower bound on the spread over fresh samples of the cloud.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from statistics import NormalDist
+from typing import Any, TypeVar
+
+import numpy as np
+
+from .. import knn as _knn
+from ..errors import TokendimError
+from ..knn import KNNGraph
+
+__all__ = ["IDEstimator"]
+
+_E = TypeVar("_E", bound="IDEstimator")
+
+
+class IDEstimator:
+    """Base class of the intrinsic-dimension estimators (not used directly).
+
+    Subclasses define ``__init__`` with keyword hyper-parameters (stored under the same
+    names), :attr:`required_neighbors` and ``_fit_graph``.
+    """
+
+    # -- scikit-learn style parameters -----------------------------------------------------
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [
+            p.name
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor parameters and their current values."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self: _E, **params: Any) -> _E:
+        """Set constructor parameters by name; returns ``self``."""
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise TokendimError(
+                    f"{type(self).__name__} has no parameter {name!r}; valid parameters: "
+                    f"{', '.join(valid)}."
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {
+            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
+        }
+        shown = [
+            f"{name}={value!r}"
+            for name, value in self.get_params().items()
+            if not _same(value, defaults.get(name, inspect.Parameter.empty))
+        ]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    # -- fitting ---------------------------------------------------------------------------
+
+    @property
+    def required_neighbors(self) -> int:
+        """Neighbours per point this estimator needs from a kNN graph (0: none)."""
+        raise NotImplementedError
+
+    def _neighbors_needed(self, n_unique: int) -> int:
+        """Neighbours needed on ``n_unique`` distinct points (multiscale ones cap their range)."""
+        return self.required_neighbors
+
+    def _check_params(self) -> None:
+        """Validate the hyper-parameters (raise :class:`TokendimError`)."""
+
+    def _fit_graph(self, graph: KNNGraph) -> None:
+        raise NotImplementedError
+
+    def fit(self: _E, X: Any = None, *, knn: Any = None) -> _E:
+        """Estimate the intrinsic dimension.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, D), optional
+            The points. Needed unless ``knn`` is given.
+        knn : KNNGraph or (distances, indices), optional
+            A precomputed neighbour graph of ``X`` (ascending distances, self excluded). It
+            must hold at least :attr:`required_neighbors` neighbours per point. When given,
+            no neighbour search runs.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        graph = self._graph(X, knn)
+        self._fit_graph(graph)
+        self.n_points_ = graph.n_points
+        self.n_duplicates_ = graph.n_duplicates
+        return self
+
+    def _graph(self, X: Any, knn: Any) -> KNNGraph:
+        device = getattr(self, "device", "auto")
+        if knn is None:
+            if X is None:
+                raise TokendimError(
+                    f"{type(self).__name__}.fit needs the points X or a kNN graph (knn=...)."
+                )
+            return graph_for_points(X, self._neighbors_needed, device=device, who=self)
+        graph = as_graph(knn)
+        if X is not None:
+            n = _n_rows(X)
+            if n != graph.n_points:
+                raise TokendimError(
+                    f"X has {n} rows but the kNN graph was built on {graph.n_points} points: "
+                    "pass the graph of these points."
+                )
+        need = self._neighbors_needed(graph.n_unique)
+        if graph.k < need:
+            raise TokendimError(
+                f"{type(self).__name__} needs {need} neighbours per point but the kNN graph "
+                f"holds {graph.k}. Build it with build_graph(X, {need}) (or lower the "
+                "estimator's neighbour count)."
+            )
+        return graph
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b) and type(a) is type(b)
+    except Exception:
+        return False
+
+
+def _n_rows(X: Any) -> int:
+    shape = getattr(X, "shape", None)
+    if shape is None:
+        X = np.asarray(X)
+        shape = X.shape
+    if len(shape) != 2:
+        raise TokendimError(f"X must be 2-D (points x features), got shape {tuple(shape)}.")
+    return int(shape[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# graphs
+
+
+def as_graph(knn: Any) -> KNNGraph:
+    """A deduplicated :class:`KNNGraph` from a graph or a raw ``(distances, indices)`` pair."""
+    if isinstance(knn, KNNGraph):
+        if knn.threshold > 0:
+            return knn  # built with duplicates removed: no distance at or below threshold
+        # Built without deduplication: apply the raw-graph rule, then compose the maps.
+        sub = _knn.graph_from_arrays(knn.distances, knn.indices)
+        return KNNGraph(
+            sub.distances,
+            sub.indices,
+            knn.keep[sub.keep],
+            sub.inverse[knn.inverse],
+            sub.threshold,
+        )
+    if isinstance(knn, (tuple, list)) and len(knn) == 2:
+        return _knn.graph_from_arrays(knn[0], knn[1])
+    raise TokendimError(
+        "knn must be a KNNGraph (from build_graph) or a (distances, indices) pair of arrays, "
+        f"got {type(knn).__name__}."
+    )
+
+
+def graph_for_points(
+    X: Any, need: Callable[[int], int], *, device: Any = "auto", who: Any = None
+) -> KNNGraph:
+    """Deduplicate ``X`` and search the neighbours ``need(n_unique)`` says are needed."""
+    t = _knn._as_tensor(X)
+    keep, inverse, thr = _knn._dedupe(t, _knn.DEFAULT_RTOL)
+    n_unique = int(keep.size)
+    k = int(need(n_unique))
+    name = type(who).__name__ if who is not None else "This estimator"
+    if n_unique < k + 1:
+        extra = (
+            f" ({t.shape[0] - n_unique} duplicate rows were merged)"
+            if n_unique < t.shape[0]
+            else ""
+        )
+        raise TokendimError(
+            f"{name} needs {k} neighbours per point, so at least {k + 1} distinct points, "
+            f"but X has {n_unique}{extra}. Use more points or fewer neighbours."
+        )
+    sub = t if n_unique == t.shape[0] else t[_index(keep, t)]
+    d, i = _knn.knn(sub, k, device=device)
+    return KNNGraph(d, i, keep, inverse, thr)
+
+
+def _index(keep: np.ndarray, t: Any) -> Any:
+    import torch
+
+    return torch.from_numpy(keep).to(t.device)
+
+
+def unique_points(X: Any, knn: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(distinct rows as float array, keep, inverse, threshold-free) for coordinate estimators.
+
+    When ``knn`` is a graph of ``X``, its ``keep``/``inverse`` are reused (no second
+    deduplication); otherwise ``X`` is deduplicated here.
+    """
+    t = _knn._as_tensor(X)
+    x = t.numpy() if t.device.type == "cpu" else t.cpu().numpy()
+    if knn is not None:
+        graph = as_graph(knn)
+        if graph.n_points != x.shape[0]:
+            raise TokendimError(
+                f"X has {x.shape[0]} rows but the kNN graph was built on {graph.n_points} "
+                "points: pass the graph of these points."
+            )
+        keep, inverse = graph.keep, graph.inverse
+    else:
+        keep, inverse, _ = _knn._dedupe(t, _knn.DEFAULT_RTOL)
+    return x[keep], keep, inverse, int(x.shape[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# parameter checks
+
+
+def check_int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise TokendimError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def check_float(
+    value: Any,
+    name: str,
+    low: float,
+    high: float,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float, np.integer, np.floating))
+        and math.isfinite(value)
+    )
+    if ok:
+        v = float(value)
+        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    if not ok:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise TokendimError(f"{name} must be a number in {lo}{low}, {high}{hi}, got {value!r}.")
+    return float(value)
+
+
+def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise TokendimError(
+            f"{name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}."
+        )
+    return value
+
+
+def check_confidence(value: Any) -> float:
+    return check_float(value, "confidence", 0.0, 1.0, low_open=True, high_open=True)
+
+
+def check_seed(value: Any) -> int | None:
+    if value is None:
+        return None
+    return check_int(value, "random_state", 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# error bars
+
+
+def z_value(confidence: float) -> float:
+    """Two-sided standard-normal quantile of ``confidence`` (1.96 at 0.95)."""
+    return NormalDist().inv_cdf(0.5 + confidence / 2.0)
+
+
+def chi2_quantile(p: float, dof: float) -> float:
+    """Quantile of the chi-squared law by the Wilson-Hilferty approximation.
+
+    Relative error below 0.6% for dof >= 40 and below 0.1% for dof >= 100, for p in
+    [0.0005, 0.9995]. Used for the interval of an exponential rate without depending on scipy;
+    TwoNN's dof is twice the number of ratios, so hundreds or more in practice.
+    """
+    z = NormalDist().inv_cdf(p)
+    c = 2.0 / (9.0 * dof)
+    return dof * max(1.0 - c + z * math.sqrt(c), 0.0) ** 3
+
+
+def group_labels(n: int, n_groups: int, random_state: int | None) -> np.ndarray:
+    """A seeded random split of ``n`` points into ``min(n_groups, n)`` groups of equal size."""
+    g = max(1, min(int(n_groups), int(n)))
+    rng = np.random.default_rng(random_state)
+    labels = np.empty(n, dtype=np.int64)
+    labels[rng.permutation(n)] = np.arange(n) % g
+    return labels
+
+
+def jackknife_se(replicates: np.ndarray) -> float:
+    """Delete-a-group jackknife standard error of the leave-one-group-out ``replicates``.
+
+    Non-finite replicates (a group whose removal leaves an undefined estimate) are ignored.
+    Returns 0.0 when fewer than two finite replicates exist.
+    """
+    r = np.asarray(replicates, dtype=np.float64)
+    r = r[np.isfinite(r)]
+    g = r.size
+    if g < 2:
+        return 0.0
+    return float(math.sqrt((g - 1) / g * float(np.sum((r - r.mean()) ** 2))))
+
+
+def jackknife(
+    statistic: Callable[[np.ndarray], float],
+    n: int,
+    n_groups: int,
+    random_state: int | None,
+) -> float:
+    """Jackknife SE of ``statistic(mask)`` (mask: boolean, True for the points kept)."""
+    labels = group_labels(n, n_groups, random_state)
+    reps = []
+    for g in range(int(labels.max()) + 1 if n else 0):
+        mask = labels != g
+        try:
+            reps.append(float(statistic(mask)))
+        except (TokendimError, FloatingPointError, ZeroDivisionError, ValueError):
+            reps.append(math.nan)
+    return jackknife_se(np.asarray(reps))
+
+
+def normal_interval(estimate: float, se: float, confidence: float) -> tuple[float, float]:
+    """``estimate +- z * se``, the lower end clipped at 0 (a dimension is never negative)."""
+    if not math.isfinite(se) or se < 0:
+        se = 0.0
+    half = z_value(confidence) * se
+    return (max(0.0, estimate - half), estimate + half)

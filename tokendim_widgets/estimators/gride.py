@@ -1,0 +1,199 @@
+"""GRIDE (Denti et al. 2022): the intrinsic dimension as a function of scale.
+
+For each distinct point, ``mu = r_{n2} / r_{n1}`` is the ratio of its distances to its n2-th
+and n1-th nearest neighbours. On a locally uniform d-dimensional cloud ``mu`` has the density
+
+    f(mu) = d (mu^d - 1)^(n2 - n1 - 1) / (B(n2 - n1, n1) mu^((n2 - 1) d + 1)),   mu > 1,
+
+and the dimension is the maximum of the log-likelihood of the observed ratios, a concave
+function of d whose derivative (the score) decreases from +inf to ``-n1 sum(log mu)``: one
+root, found here by Newton steps kept inside a bisection bracket (no scipy needed). With
+n2 = 2 n1, raising n1 = 1, 2, 4, ... probes larger scales without thinning the data, so the
+curve ``dimensions_`` over ``scales_`` shows how the dimension depends on scale (small scales
+see noise, large ones curvature); at n1 = 1 it is the TwoNN maximum-likelihood estimate.
+
+Conventions follow DADApy (the reference implementation) so that results agree with it and
+with scikit-dimension: the likelihood uses ``(N - 1) log d`` (unbiased at n1 = 1); ratios at
+or above ``q50 + 20 (q95 - q50)`` of the ratios are dropped as outliers; the standard error is
+``1 / sqrt(observed information)`` with ``N / d^2`` as its first term. Ratios equal to 1 (tied
+distances, only possible on lattices once duplicates are removed) are dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from ..errors import TokendimError
+from ..knn import KNNGraph
+from ._base import IDEstimator, check_confidence, check_int, normal_interval
+
+__all__ = ["GRIDE"]
+
+
+class GRIDE(IDEstimator):
+    """Generalised-ratios intrinsic dimension, over scales n1 = 1, 2, 4, ... (n2 = 2 n1).
+
+    Parameters
+    ----------
+    scale : int, default 1
+        The n1 of ``dimension_`` (n2 = 2 * scale). Need not be a power of two.
+    range_max : int, default 64
+        Largest neighbour rank of the curve: scales n1 = 1, 2, 4, ... with 2 n1 <= range_max.
+        Fitted from points, it is capped at the number of distinct points - 1.
+    confidence : float, default 0.95
+        Level of ``dimension_interval_`` (a normal interval on the likelihood's standard
+        error).
+    device : str, default "auto"
+
+    Attributes
+    ----------
+    scales_ : numpy.ndarray of int
+        n1 of each point of the curve.
+    dimensions_, errors_ : numpy.ndarray
+        Dimension and its standard error at each scale.
+    radii_ : numpy.ndarray
+        Mean distance to the n2-th neighbour at each scale (the curve's length scale).
+    dimension_, standard_error_ : float
+        At ``scale``.
+    dimension_interval_ : tuple of float
+    n_points_, n_duplicates_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.random((2000, 4)) @ rng.normal(size=(4, 30))
+    >>> g = GRIDE(range_max=32, device="cpu").fit(X)
+    >>> g.scales_.tolist(), [round(d) for d in g.dimensions_]
+    ([1, 2, 4, 8, 16], [4, 4, 4, 4, 4])
+    """
+
+    def __init__(
+        self,
+        scale: int = 1,
+        range_max: int = 64,
+        confidence: float = 0.95,
+        device: str = "auto",
+    ) -> None:
+        self.scale = scale
+        self.range_max = range_max
+        self.confidence = confidence
+        self.device = device
+
+    @property
+    def required_neighbors(self) -> int:
+        return max(2 * int(self.scale), _top_rank(int(self.range_max)))
+
+    def _neighbors_needed(self, n_unique: int) -> int:
+        available = min(int(self.range_max), n_unique - 1)
+        return max(2 * int(self.scale), _top_rank(available))
+
+    def _check_params(self) -> None:
+        check_int(self.scale, "scale", 1)
+        check_int(self.range_max, "range_max", 2)
+        check_confidence(self.confidence)
+
+    def _fit_graph(self, graph: KNNGraph) -> None:
+        d = graph.distances
+        top = _top_rank(min(int(self.range_max), d.shape[1]))
+        scales = []
+        n1 = 1
+        while 2 * n1 <= top:
+            scales.append(n1)
+            n1 *= 2
+        fits = [gride_fit(d[:, n - 1], d[:, 2 * n - 1], n, 2 * n) for n in scales]
+        scale = int(self.scale)
+        if scale in scales:
+            dim, se = fits[scales.index(scale)]
+        else:
+            dim, se = gride_fit(d[:, scale - 1], d[:, 2 * scale - 1], scale, 2 * scale)
+        self.scales_ = np.asarray(scales, dtype=np.int64)
+        self.dimensions_ = np.asarray([f[0] for f in fits])
+        self.errors_ = np.asarray([f[1] for f in fits])
+        self.radii_ = np.asarray([float(d[:, 2 * n - 1].mean()) for n in scales])
+        self.dimension_ = float(dim)
+        self.standard_error_ = float(se)
+        self.dimension_interval_ = normal_interval(dim, se, float(self.confidence))
+
+
+def _top_rank(limit: int) -> int:
+    """Largest n2 = 2 n1 with n1 a power of two and n2 <= limit (at least 2)."""
+    if limit < 2:
+        return 2
+    n1 = 1
+    while 4 * n1 <= limit:
+        n1 *= 2
+    return 2 * n1
+
+
+def gride_fit(r1: np.ndarray, r2: np.ndarray, n1: int, n2: int) -> tuple[float, float]:
+    """Maximum-likelihood dimension and its standard error from the (n1, n2) distances.
+
+    Parameters
+    ----------
+    r1, r2 : numpy.ndarray
+        Each point's distance to its n1-th and n2-th neighbour (``r2 >= r1 > 0``).
+    n1, n2 : int
+        The neighbour ranks, ``1 <= n1 < n2``.
+
+    Returns
+    -------
+    (dimension, standard_error) : tuple of float
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.log(r2) - np.log(r1)
+    x = x[np.isfinite(x) & (x > 0.0)]
+    if x.size:
+        mu = np.exp(x)
+        q50, q95 = np.percentile(mu, [50, 95])
+        x = x[mu < q50 + 20.0 * (q95 - q50)]
+    n = x.size
+    if n < 2:
+        raise TokendimError(
+            f"GRIDE at n1={n1}, n2={n2} has {n} usable ratios (needs 2): use more points."
+        )
+    a = float(n2 - n1 - 1)
+    b = float(n2 - 1)
+    sx = float(x.sum())
+
+    def score(dim: float) -> float:
+        return (n - 1) / dim + a * float(np.sum(x / -np.expm1(-dim * x))) - b * sx
+
+    def curvature(dim: float) -> float:
+        # sum of (x / (2 sinh(d x / 2)))^2 = sum of x^2 mu^d / (mu^d - 1)^2
+        with np.errstate(over="ignore"):
+            return float(np.sum((x / (2.0 * np.sinh(0.5 * dim * x))) ** 2))
+
+    if a == 0.0:
+        dim = (n - 1) / (b * sx)
+    else:
+        dim = _root(score, lambda v: -(n - 1) / v**2 - a * curvature(v), (n - 1) / (n1 * sx))
+    info = n / dim**2 + a * curvature(dim)
+    return float(dim), float(1.0 / math.sqrt(info))
+
+
+def _root(f: Callable[[float], float], df: Callable[[float], float], guess: float) -> float:
+    """Root of a decreasing function: Newton steps, bisection when they leave the bracket."""
+    lo, hi = 0.0, max(guess, 1e-12)
+    while f(hi) > 0.0:
+        lo, hi = hi, hi * 2.0
+        if hi > 1e12:
+            raise TokendimError("GRIDE found no finite maximum of the likelihood.")
+    x = hi
+    for _ in range(200):
+        fx = f(x)
+        if fx > 0.0:
+            lo = x
+        else:
+            hi = x
+        step = fx / df(x)
+        nxt = x - step
+        if not (lo < nxt < hi):
+            nxt = 0.5 * (lo + hi) if lo > 0.0 else 0.5 * hi
+        if abs(nxt - x) <= 1e-14 * max(abs(x), 1e-300):
+            return nxt
+        x = nxt
+    return x

@@ -1,0 +1,1110 @@
+"""Batched forward passes that capture the hidden states of every layer for every token.
+
+:func:`extract` tokenises a prompt set, runs the *base* model (no LM head: no logits are
+computed) over token-budget batches of prompts sorted by length, and streams the hidden states
+of the requested layers off the device batch by batch into the on-disk store
+(:mod:`tokendim_widgets.store`), from which they come back as read-only memory maps. A repeated
+call with the same model reference, prompts and options reads the cache without loading the
+model.
+
+Padding. Prompts are padded on the right, whatever the tokenizer's ``padding_side``, with an
+attention mask. Right padding never changes a real token's state: in a causal model real
+tokens only see earlier positions, in an encoder the mask hides the pads, and the position of
+every real token is its index in its own prompt, so the models' default position ids are
+right for every position scheme (learned, rotary, RoBERTa's padding offset) with no
+correction. (Left padding, the generation convention, would need position ids shifted per
+row, and the shift differs between architectures.) Pad positions are never stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import json
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ._device import resolve_device, resolve_dtype
+from .errors import Cancelled, TokendimError
+from .hidden_states import HiddenStates, layer_file
+
+if TYPE_CHECKING:
+    import torch
+
+    from .prompts import PromptSet
+
+NAMESPACE = "hidden_states"
+FINAL_NORM_OPTIONS = ("model", "pre_norm")
+# Names of the final normalisation module on the base model, across architectures
+# (Llama/Mistral/Qwen/Gemma: norm; GPT-2/GPT-J/Bloom: ln_f; Phi/OPT/GPT-NeoX: final_*).
+_FINAL_NORM_NAMES = ("norm", "ln_f", "final_layernorm", "final_layer_norm", "norm_f", "final_norm")
+
+ProgressCallback = Callable[[int, int, float], Any]
+CancelLike = threading.Event | Callable[[], bool] | None
+
+
+# ---- small helpers shared with quality.py ----------------------------------------------
+def as_cancel(cancel: CancelLike) -> Callable[[], bool]:
+    """A zero-argument predicate from a threading.Event, a callable or None."""
+    if cancel is None:
+        return lambda: False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set
+    if callable(cancel):
+        return lambda: bool(cancel())
+    raise TokendimError(
+        f"cancel must be a threading.Event or a zero-argument callable, not {cancel!r}."
+    )
+
+
+def _positive_int(value: Any, name: str, *, allow_none: bool = True) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise TokendimError(
+            f"{name} must be a positive int{' or None' if allow_none else ''}, got {value!r}."
+        )
+    return int(value)
+
+
+def base_model(model: Any) -> Any:
+    """The transformer body of a Hugging Face model (no LM head)."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise TokendimError(
+            f"Expected a Hugging Face model (torch.nn.Module), got {type(model).__name__}; "
+            "pass a model reference or the (model, tokenizer) pair from load_model()."
+        )
+    base = getattr(model, "base_model", model)
+    return base if isinstance(base, torch.nn.Module) else model
+
+
+def _text_config(model: Any) -> Any:
+    config = getattr(model, "config", None)
+    if config is None:
+        raise TokendimError(f"{type(model).__name__} has no Hugging Face config.")
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def n_blocks(model: Any) -> int:
+    """Number of transformer blocks L (the model returns L + 1 hidden states)."""
+    value = getattr(_text_config(model), "num_hidden_layers", None)
+    if not isinstance(value, int) or value < 1:
+        raise TokendimError(f"Cannot tell how many layers {type(model).__name__} has.")
+    return value
+
+
+def context_length(model: Any, tokenizer: Any) -> int | None:
+    """Longest input the model was built for, or None when it has no limit we can read."""
+    config = _text_config(model)
+    for name in ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < 10_000_000:
+        return limit
+    return None
+
+
+def special_ids(tokenizer: Any) -> set[int]:
+    """Ids of special tokens (BOS, EOS, CLS, SEP, PAD...), the unknown token excepted.
+
+    ``[UNK]`` stands for real text the vocabulary lacks, so its state is kept like any word.
+    """
+    ids = {int(i) for i in (getattr(tokenizer, "all_special_ids", None) or [])}
+    unk = getattr(tokenizer, "unk_token_id", None)
+    unk_is_special = unk is not None and unk in {
+        getattr(tokenizer, n, None) for n in ("bos_token_id", "eos_token_id", "pad_token_id")
+    }
+    if unk is not None and not unk_is_special:
+        ids.discard(int(unk))
+    return ids
+
+
+def pad_id(tokenizer: Any) -> int:
+    """The id used for padding (any id works: pads are masked and never stored)."""
+    for name in ("pad_token_id", "eos_token_id", "unk_token_id"):
+        value = getattr(tokenizer, name, None)
+        if isinstance(value, int):
+            return value
+    return 0
+
+
+def tokenize(
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    max_length: int | None,
+    limit: int | None,
+    input_ids: Sequence[Sequence[int]] | None = None,
+) -> list[list[int]]:
+    """Token ids of every prompt (special tokens added), checked against the context length.
+
+    Raises
+    ------
+    TokendimError
+        When a prompt is longer than the model's context and ``max_length`` is not given,
+        when ``max_length`` exceeds the context, or when a prompt yields no token.
+    """
+    if max_length is not None and limit is not None and max_length > limit:
+        raise TokendimError(
+            f"max_length={max_length} is longer than the model's context of {limit} tokens; "
+            f"use max_length <= {limit}."
+        )
+    if input_ids is not None:
+        if len(input_ids) != len(texts):
+            raise TokendimError(
+                f"input_ids has {len(input_ids)} sequences for {len(texts)} prompts; give one "
+                "list of token ids per prompt."
+            )
+        ids = [[int(t) for t in seq] for seq in input_ids]
+        if max_length is not None:
+            ids = [seq[:max_length] for seq in ids]
+    else:
+        if tokenizer is None or not callable(tokenizer):
+            raise TokendimError("A tokenizer is needed: pass (model, tokenizer).")
+        encoded = tokenizer(
+            list(texts),
+            add_special_tokens=True,
+            truncation=max_length is not None,
+            max_length=max_length,
+            padding=False,
+            return_attention_mask=False,
+            verbose=False,
+        )
+        ids = [list(map(int, seq)) for seq in encoded["input_ids"]]
+    empty = [i for i, seq in enumerate(ids) if not seq]
+    if empty:
+        raise TokendimError(
+            f"{len(empty)} prompts give no tokens (first at index {empty[0]}); remove them."
+        )
+    if limit is not None:
+        too_long = [i for i, seq in enumerate(ids) if len(seq) > limit]
+        if too_long:
+            longest = max(len(ids[i]) for i in too_long)
+            raise TokendimError(
+                f"{len(too_long)} prompts are longer than the model's context of {limit} "
+                f"tokens (the longest has {longest}; first at index {too_long[0]}). Pass "
+                f"max_length={limit} (or less) to truncate them, or shorten them."
+            )
+    return ids
+
+
+def plan_batches(
+    lengths: Sequence[int], budget: int, order: Sequence[int] | None = None
+) -> list[list[int]]:
+    """Group sequences into batches of at most ``budget`` padded tokens, longest first.
+
+    Sorting by length keeps padding small; a sequence longer than the budget runs alone.
+
+    Parameters
+    ----------
+    lengths : sequence of int
+        Length of each sequence.
+    budget : int
+        Maximum of ``n_sequences * longest_length`` per batch.
+    order : sequence of int, optional
+        The indices to plan (default: all).
+
+    Returns
+    -------
+    list of list of int
+        Batches of indices into ``lengths``.
+
+    Examples
+    --------
+    >>> plan_batches([3, 5, 2, 5], budget=10)
+    [[1, 3], [0, 2]]
+    """
+    indices = list(range(len(lengths))) if order is None else list(order)
+    indices.sort(key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in indices:
+        n = lengths[i]
+        if current and (len(current) + 1) * max(longest, n) > budget:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, n)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def collate(sequences: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ``input_ids`` and ``attention_mask`` (CPU int64 tensors)."""
+    import torch
+
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+def default_batch_tokens(model: Any, device: torch.device, dtype: torch.dtype) -> int:
+    """Padded tokens per batch: 512 on CPU; on CUDA, what free memory allows (<= 16384)."""
+    import torch
+
+    if device.type != "cuda":
+        # Measured on SmolLM2 (2 cores): 256-512 tokens run ~15% faster per token than 2048,
+        # whose activations no longer fit in the CPU caches.
+        return 512
+    config = _text_config(model)
+    width = int(getattr(config, "hidden_size", 1024) or 1024)
+    ffn = int(getattr(config, "intermediate_size", 4 * width) or 4 * width)
+    layers = n_blocks(model) + 1
+    size = torch.empty((), dtype=dtype).element_size()
+    # Per token: every layer's state is held until the batch ends, plus the gathered copy,
+    # plus the transient activations of one block (MLP intermediate, attention projections).
+    per_token = (2 * layers * width + 4 * ffn + 8 * width) * size
+    free, _ = torch.cuda.mem_get_info(device)
+    budget = int(0.5 * free / per_token)
+    # Beyond ~16k tokens a GPU gains no throughput, only host-buffer and memory footprint.
+    return int(min(max(budget, 256), 16384))
+
+
+def is_oom(exc: BaseException) -> bool:
+    """True for an out-of-memory error of any torch backend."""
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def _free_accelerator_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    mps = getattr(torch, "mps", None)
+    if mps is not None and hasattr(mps, "empty_cache"):
+        with contextlib.suppress(RuntimeError):  # MPS built in but unusable
+            mps.empty_cache()
+
+
+class Progress:
+    """Reports tokens done: a tqdm.auto bar, a user callback, or nothing."""
+
+    def __init__(self, progress: bool | ProgressCallback | None, total: int, desc: str) -> None:
+        self.total = total
+        self.done = 0
+        self.started = time.perf_counter()
+        self._bar: Any = None
+        self._callback: ProgressCallback | None = None
+        if callable(progress):
+            self._callback = progress
+        elif progress:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, unit="tok", unit_scale=True, desc=desc, leave=True)
+        self._report()
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.perf_counter() - self.started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(n)
+        self._report()
+
+    def _report(self) -> None:
+        if self._callback is not None:
+            self._callback(self.done, self.total, self.rate)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+Finalizer = Callable[[], None]
+
+
+def run_batches(
+    lengths: Sequence[int],
+    budget: int,
+    step: Callable[[list[int]], Finalizer | None],
+    *,
+    should_stop: Callable[[], bool],
+    progress: Progress,
+    order: Sequence[int] | None = None,
+) -> int:
+    """Run ``step`` over token-budget batches, halving the budget on out-of-memory errors.
+
+    ``step(batch)`` runs one batch and may return a finalizer that completes it later (the
+    device copy of batch ``i`` completes while batch ``i + 1`` computes). Finalizers run in
+    batch order; progress advances when a batch is finalized.
+
+    Returns
+    -------
+    int
+        The final budget (smaller than the first if memory ran out).
+
+    Raises
+    ------
+    Cancelled
+        When ``should_stop()`` becomes true between batches.
+    TokendimError
+        When a single sequence does not fit in memory.
+    """
+    queue: deque[list[int]] = deque(plan_batches(lengths, budget, order))
+    pending: tuple[Finalizer | None, list[int]] | None = None
+
+    def finish(item: tuple[Finalizer | None, list[int]] | None) -> None:
+        if item is None:
+            return
+        finalizer, batch = item
+        if finalizer is not None:
+            finalizer()
+        progress.advance(sum(lengths[i] for i in batch))
+
+    while queue:
+        if should_stop():
+            raise Cancelled("Stopped at the user's request; nothing was cached.")
+        batch = queue.popleft()
+        out_of_memory = False
+        try:
+            finalizer = step(batch)
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            out_of_memory = True
+        if out_of_memory:
+            # Outside the except block, so the traceback (and the batch's tensors its frames
+            # hold) is released before the memory is returned to the device.
+            _free_accelerator_memory()
+            if len(batch) == 1:
+                raise TokendimError(
+                    f"Out of memory on a single prompt of {lengths[batch[0]]} tokens. Pass "
+                    "max_length= to truncate prompts, use a smaller dtype (dtype='bfloat16'), "
+                    "or run on the CPU (device='cpu')."
+                ) from None
+            longest = max(lengths[i] for i in batch)
+            budget = max(1, min(budget, len(batch) * longest) // 2)
+            queue.extendleft(reversed(plan_batches(lengths, budget, batch)))
+            continue
+        finish(pending)
+        pending = (finalizer, batch)
+    finish(pending)
+    if should_stop():
+        raise Cancelled("Stopped at the user's request; nothing was cached.")
+    return budget
+
+
+# ---- model placement and identity ------------------------------------------------------
+def _is_spread(model: Any) -> bool:
+    device_map = getattr(model, "hf_device_map", None)
+    if not isinstance(device_map, dict):
+        return False
+    return len({str(v) for v in device_map.values()}) > 1
+
+
+def _first_param(model: Any) -> Any:
+    import torch
+
+    try:
+        return next(model.parameters())
+    except StopIteration:
+        return torch.empty(0)
+
+
+def placed_dtype(model: Any, device: Any, dtype: Any) -> tuple[torch.device, torch.dtype]:
+    """Device and dtype a given (already loaded) model will run in, without moving it.
+
+    ``"auto"`` keeps the model where and as it is; anything else is resolved by the shared
+    policy (:mod:`tokendim_widgets._device`).
+    """
+    param = _first_param(model)
+    if device is None or (isinstance(device, str) and device == "auto"):
+        target = param.device
+    else:
+        target = resolve_device(device)
+    if dtype is None or (isinstance(dtype, str) and dtype == "auto"):
+        torch_dtype = param.dtype
+    else:
+        torch_dtype = resolve_dtype(dtype, target)
+    return target, torch_dtype
+
+
+def place(model: Any, device: torch.device, dtype: torch.dtype) -> None:
+    """Move/cast a given model in place when it is not already on ``device`` in ``dtype``."""
+    param = _first_param(model)
+    if _is_spread(model):
+        return  # accelerate placed it over several devices; leave it there
+    if param.device != device:
+        model.to(device)
+    if param.is_floating_point() and param.dtype != dtype:
+        model.to(dtype)
+
+
+def fingerprint(model: Any, tokenizer: Any) -> dict[str, Any]:
+    """Identity of a model object not loaded by :func:`load_model`: config, samples, tokenizer.
+
+    Hashes the configuration, every parameter's name, shape and dtype, 64 evenly spaced
+    values of each parameter and the tokenizer's vocabulary: cheap even on a GPU, and it
+    tells apart different random initialisations and fine-tunes.
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    config = getattr(model, "config", None)
+    if config is not None:
+        settings = config.to_dict()
+        for volatile in ("transformers_version", "_name_or_path", "name_or_path"):
+            settings.pop(volatile, None)
+        digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    digest.update(type(model).__name__.encode())
+    with torch.no_grad():
+        for name, param in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+            flat = param.detach().reshape(-1)
+            picks = torch.linspace(0, max(flat.numel() - 1, 0), steps=min(64, flat.numel()))
+            values = flat[picks.long().to(flat.device)].float().cpu().numpy()
+            digest.update(f"{name}{tuple(param.shape)}{param.dtype}".encode())
+            digest.update(values.tobytes())
+    digest.update(_tokenizer_fingerprint(tokenizer).encode())
+    return {"id": f"object:{digest.hexdigest()}", "kind": "object"}
+
+
+def _tokenizer_fingerprint(tokenizer: Any) -> str:
+    if tokenizer is None:
+        return ""
+    backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(
+        tokenizer, "_tokenizer", None
+    )
+    if backend is not None and hasattr(backend, "to_str"):
+        text = backend.to_str()
+    else:
+        vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+        text = json.dumps(sorted(vocab.items()))
+    extra = {
+        "class": type(tokenizer).__name__,
+        "special": sorted(special_ids(tokenizer)),
+        "bos": getattr(tokenizer, "add_bos_token", None),
+        "eos": getattr(tokenizer, "add_eos_token", None),
+    }
+    return hashlib.sha256((text + json.dumps(extra, sort_keys=True)).encode()).hexdigest()
+
+
+def _final_norm(base: Any) -> tuple[str | None, Any]:
+    import torch
+
+    for name in _FINAL_NORM_NAMES:
+        module = getattr(base, name, None)
+        if isinstance(module, torch.nn.Module):
+            return name, module
+    return None, None
+
+
+def _model_id(identity: dict[str, Any], model: Any) -> str:
+    name = identity.get("model_id")
+    if name:
+        return str(name)
+    config = getattr(model, "config", None)
+    path = getattr(config, "_name_or_path", "") or ""
+    return os.path.basename(str(path).rstrip("/\\")) or type(model).__name__
+
+
+@dataclass
+class _Plan:
+    """Which positions of which prompts are run and stored, and where their rows go."""
+
+    ids: list[list[int]]  # full token ids per prompt
+    keep: list[np.ndarray]  # stored positions per prompt (sorted)
+    run_length: list[int]  # tokens run through the model per prompt
+    offset: np.ndarray  # first destination row per prompt
+    tokens: pd.DataFrame
+
+
+def _plan(
+    ids: list[list[int]],
+    specials: set[int],
+    *,
+    drop_special: bool,
+    max_tokens: int | None,
+    seed: int,
+    causal: bool,
+    decode: Callable[[int], str],
+) -> _Plan:
+    prompt_col, pos_col, tid_col, special_col, last_col = [], [], [], [], []
+    for p, seq in enumerate(ids):
+        arr = np.asarray(seq, dtype=np.int64)
+        special = np.isin(arr, np.fromiter(specials, dtype=np.int64, count=len(specials)))
+        content = np.flatnonzero(~special)
+        is_last = np.zeros(len(arr), dtype=bool)
+        if content.size:
+            is_last[content[-1]] = True
+        rows = content if drop_special else np.arange(len(arr))
+        prompt_col.append(np.full(rows.size, p, dtype=np.int32))
+        pos_col.append(rows.astype(np.int32))
+        tid_col.append(arr[rows])
+        special_col.append(special[rows])
+        last_col.append(is_last[rows])
+    prompt = np.concatenate(prompt_col)
+    position = np.concatenate(pos_col)
+    total = prompt.size
+    if total == 0:
+        raise TokendimError(
+            "The prompts hold no tokens to store (only special tokens); pass "
+            "drop_special=False or give prompts with text."
+        )
+    chosen = np.arange(total)
+    if max_tokens is not None and max_tokens < total:
+        rng = np.random.default_rng(seed)
+        chosen = np.sort(rng.choice(total, size=max_tokens, replace=False))
+    prompt, position = prompt[chosen], position[chosen]
+    token_id = np.concatenate(tid_col)[chosen]
+    unique = {int(t): decode(int(t)) for t in np.unique(token_id)}
+    tokens = pd.DataFrame(
+        {
+            "prompt": prompt,
+            "position": position,
+            "token_id": token_id,
+            "token": [unique[int(t)] for t in token_id],
+            "special": np.concatenate(special_col)[chosen],
+            "is_last": np.concatenate(last_col)[chosen],
+        }
+    )
+    n_prompts = len(ids)
+    counts = np.bincount(prompt, minlength=n_prompts)
+    offset = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    keep = [position[bounds[p] : bounds[p + 1]].astype(np.int64) for p in range(n_prompts)]
+    # A causal model's state at a position depends only on the tokens up to it, so tokens
+    # after the last stored one need not run (max_tokens then saves compute too).
+    run_length = [
+        0 if k.size == 0 else (int(k[-1]) + 1 if causal else len(ids[p]))
+        for p, k in enumerate(keep)
+    ]
+    return _Plan(ids, keep, run_length, offset, tokens)
+
+
+def _decoder(tokenizer: Any) -> Callable[[int], str]:
+    def decode(token_id: int) -> str:
+        try:
+            return str(
+                tokenizer.decode(
+                    [token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False
+                )
+            )
+        except Exception:  # any tokenizer failure: fall back to the raw token
+            return str(tokenizer.convert_ids_to_tokens(token_id))
+
+    return decode
+
+
+def _layers_option(layers: Any) -> list[int] | None:
+    """The ``layers`` argument as a list of ints (or None for all), checked for type only."""
+    if layers is None:
+        return None
+    if isinstance(layers, int | np.integer) and not isinstance(layers, bool):
+        return [int(layers)]
+    message = f"layers must be None, an int or a list of ints, got {layers!r}."
+    if isinstance(layers, str | bytes):
+        raise TokendimError(message)
+    try:
+        items = list(layers)
+    except TypeError:
+        raise TokendimError(message) from None
+    if any(isinstance(i, bool) or not isinstance(i, int | np.integer) for i in items):
+        raise TokendimError(message)
+    return [int(i) for i in items]
+
+
+def _normalise_layers(layers: list[int] | None, total: int) -> list[int]:
+    if layers is None:
+        return list(range(total))
+    wanted = layers
+    bad = [i for i in wanted if not -total <= i < total]
+    if bad or not wanted:
+        raise TokendimError(
+            f"layers {bad or wanted} out of range: this model has {total} hidden-state layers "
+            f"(0 = embedding output .. {total - 1} = last block; negatives count from the end)."
+        )
+    return sorted({i % total for i in wanted})
+
+
+def _layer_kinds(
+    layer_ids: list[int], total: int, norm_name: str | None, final_norm: str
+) -> list[str]:
+    kinds = []
+    for i in layer_ids:
+        if i == 0:
+            kinds.append("embedding")
+        elif i == total - 1 and norm_name is not None:
+            kinds.append("final_norm" if final_norm == "model" else "pre_norm")
+        else:
+            kinds.append("residual")
+    return kinds
+
+
+# ---- the public entry point ------------------------------------------------------------
+def extraction_key(
+    identity: dict[str, Any], prompt_hash: str, options: dict[str, Any]
+) -> str | None:
+    """Cache key of an extraction, or None when the model has no stable identity yet."""
+    from .store import make_key
+
+    if not identity.get("id"):
+        return None
+    return make_key(NAMESPACE, identity["id"], prompt_hash, options)
+
+
+def extract(
+    model: Any,
+    prompts: Any,
+    *,
+    max_length: int | None = None,
+    max_tokens: int | None = None,
+    layers: int | Sequence[int] | None = None,
+    drop_special: bool = True,
+    final_norm: str = "model",
+    batch_tokens: int | None = None,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "auto",
+    cache: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool | ProgressCallback | None = True,
+    cancel: CancelLike = None,
+    seed: int = 0,
+    input_ids: Sequence[Sequence[int]] | None = None,
+) -> HiddenStates:
+    """Hidden states of every layer for every token of a prompt set.
+
+    Parameters
+    ----------
+    model : str, path or (model, tokenizer)
+        A model reference (built-in alias, hub id, local folder, ``.gguf`` file; see
+        :func:`~tokendim_widgets.load_model`) or a loaded ``(model, tokenizer)`` pair. With a
+        reference, a cached result is returned without loading the model.
+    prompts : PromptSet, list of str, built-in set name or file path
+        Anything :func:`~tokendim_widgets.as_prompt_set` accepts.
+    max_length : int, optional
+        Truncate prompts to this many tokens (special tokens included). Without it a prompt
+        longer than the model's context is an error.
+    max_tokens : int, optional
+        Keep a seeded uniform sample of this many tokens (over all prompts); the others are
+        not stored. With a causal model the tokens after a prompt's last kept token are not
+        run either.
+    layers : int or sequence of int, optional
+        Which hidden states to keep: 0 = embedding output, ``i`` = after block ``i``,
+        negatives from the end. Default: all ``L + 1``.
+    drop_special : bool, default True
+        Do not store the states of special tokens the tokenizer adds (BOS, CLS, SEP, EOS;
+        ``[UNK]`` is kept). The model still sees them.
+    final_norm : {"model", "pre_norm"}, default "model"
+        The last layer as the model returns it, after its final normalisation (what the LM
+        head reads; kind ``"final_norm"``), or the last block's output before it (kind
+        ``"pre_norm"``), comparable with the residual layers before it. No difference for
+        models without a final norm (BERT).
+    batch_tokens : int, optional
+        Padded tokens per forward pass. Default: 512 on CPU, from free memory on CUDA (at
+        most 16384). Halved and retried when the device runs out of memory.
+    device, dtype : str or torch type, default "auto"
+        Where and in what precision to run (see :func:`~tokendim_widgets.load_model`). For a
+        given ``(model, tokenizer)``, ``"auto"`` keeps the model as it is and anything else
+        moves/casts it in place.
+    cache : bool, default True
+        Read and write the on-disk cache.
+    cache_dir : str or path, optional
+        Cache folder (default: ``$TOKENDIM_CACHE_DIR`` or the user cache folder).
+    progress : bool or callable, default True
+        True: a tqdm progress bar (tokens/s). A callable is called as
+        ``progress(done_tokens, total_tokens, tokens_per_second)`` after each batch.
+    cancel : threading.Event or callable, optional
+        Checked between batches; when set, :class:`~tokendim_widgets.Cancelled` is raised and
+        no cache entry is left.
+    seed : int, default 0
+        Seed of the ``max_tokens`` sample.
+    input_ids : list of list of int, optional
+        Token ids to run instead of tokenising the texts, one list per prompt, special
+        tokens included (e.g. ``PromptSet.shuffled_token_ids(tokenizer)``, the exact
+        shuffled control).
+
+    Returns
+    -------
+    HiddenStates
+        Layers as float32 (memory-mapped and read-only when cached); rows ordered by prompt,
+        then position.
+
+    Raises
+    ------
+    TokendimError
+        Empty or blank prompt set, prompts longer than the context without ``max_length``,
+        unknown model or alias, bad option values, out of memory on a single prompt.
+    Cancelled
+        When ``cancel`` was set.
+
+    Examples
+    --------
+    >>> states = extract("smollm2-135m", "narrative", max_tokens=2000)  # doctest: +SKIP
+    >>> states.n_layers, states.hidden_size  # doctest: +SKIP
+    (31, 576)
+    """
+    from .models import loaded_identity, model_identity, resolve_model
+    from .prompts import as_prompt_set
+
+    prompt_set: PromptSet = as_prompt_set(prompts)
+    max_length = _positive_int(max_length, "max_length")
+    max_tokens = _positive_int(max_tokens, "max_tokens")
+    batch_tokens = _positive_int(batch_tokens, "batch_tokens")
+    if final_norm not in FINAL_NORM_OPTIONS:
+        raise TokendimError(
+            f"final_norm must be one of {', '.join(map(repr, FINAL_NORM_OPTIONS))}, "
+            f"got {final_norm!r}."
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TokendimError(f"seed must be an int, got {seed!r}.")
+    should_stop = as_cancel(cancel)
+    ids_hash = None
+    if input_ids is not None:
+        ids_hash = hashlib.sha256(
+            json.dumps([[int(t) for t in s] for s in input_ids]).encode()
+        ).hexdigest()
+
+    # Identity and compute dtype first: a cache hit must not load the model.
+    loaded: tuple[Any, Any] | None = None
+    ref = None
+    if isinstance(model, str | os.PathLike):
+        ref = resolve_model(model)
+        identity = model_identity(ref)
+        key_dtype = resolve_dtype(dtype, resolve_device(device))
+    elif isinstance(model, tuple | list) and len(model) == 2:
+        loaded = (model[0], model[1])
+        base_model(loaded[0])  # type check with a clear message
+        identity = loaded_identity(loaded[0]) or fingerprint(*loaded)
+        key_dtype = placed_dtype(loaded[0], device, dtype)[1]
+    else:
+        raise TokendimError(
+            f"model must be a model reference (str or path) or a (model, tokenizer) pair, "
+            f"not {type(model).__name__}."
+        )
+    options: dict[str, Any] = {
+        "max_length": max_length,
+        "max_tokens": max_tokens,
+        "layers": _layers_option(layers),
+        "drop_special": bool(drop_special),
+        "final_norm": final_norm,
+        "dtype": str(key_dtype).replace("torch.", ""),
+        "seed": int(seed),
+        "input_ids": ids_hash,
+    }
+
+    from .store import Store
+
+    store = Store(cache_dir) if cache else None
+    key = extraction_key(identity, prompt_set.hash, options)
+    if store is not None and key is not None:
+        entry = store.get(NAMESPACE, key)
+        if entry is not None:
+            states = HiddenStates._from_entry(entry)
+            if callable(progress):
+                progress(states.n_tokens, states.n_tokens, 0.0)
+            return states
+
+    if loaded is None:
+        from .models import load_model
+
+        assert ref is not None
+        loaded = load_model(model, device=device, dtype=dtype)
+        if key is None:  # a hub model at a branch: its commit is known once downloaded
+            identity = loaded_identity(loaded[0]) or model_identity(ref)
+            key = extraction_key(identity, prompt_set.hash, options)
+        torch_device, torch_dtype = placed_dtype(loaded[0], "auto", "auto")
+    else:
+        torch_device, torch_dtype = placed_dtype(loaded[0], device, dtype)
+        place(loaded[0], torch_device, torch_dtype)
+    return _run(
+        loaded,
+        prompt_set,
+        identity=identity,
+        options=options,
+        store=store,
+        key=key,
+        torch_device=torch_device,
+        torch_dtype=torch_dtype,
+        batch_tokens=batch_tokens,
+        progress=progress,
+        should_stop=should_stop,
+        input_ids=input_ids,
+    )
+
+
+def _run(
+    loaded: tuple[Any, Any],
+    prompt_set: PromptSet,
+    *,
+    identity: dict[str, Any],
+    options: dict[str, Any],
+    store: Any,
+    key: str | None,
+    torch_device: torch.device,
+    torch_dtype: torch.dtype,
+    batch_tokens: int | None,
+    progress: bool | ProgressCallback | None,
+    should_stop: Callable[[], bool],
+    input_ids: Sequence[Sequence[int]] | None,
+) -> HiddenStates:
+    import torch
+
+    from .models import detect_task
+
+    model, tokenizer = loaded
+    base = base_model(model)
+    total_layers = n_blocks(model) + 1
+    layer_ids = _normalise_layers(options["layers"], total_layers)
+    norm_name, norm_module = _final_norm(base)
+    pre_norm = options["final_norm"] == "pre_norm" and norm_module is not None
+    kinds = _layer_kinds(layer_ids, total_layers, norm_name, options["final_norm"])
+    causal = (identity.get("task") or detect_task(model.config)) == "causal"
+
+    ids = tokenize(
+        tokenizer,
+        prompt_set.texts,
+        max_length=options["max_length"],
+        limit=context_length(model, tokenizer),
+        input_ids=input_ids,
+    )
+    plan = _plan(
+        ids,
+        special_ids(tokenizer),
+        drop_special=options["drop_special"],
+        max_tokens=options["max_tokens"],
+        seed=options["seed"],
+        causal=causal,
+        decode=_decoder(tokenizer),
+    )
+    n_rows = len(plan.tokens)
+    width = int(getattr(_text_config(model), "hidden_size", 0) or 0)
+    model_id = _model_id(identity, model)
+    model_info = {
+        "model_id": model_id,
+        "architecture": type(model).__name__,
+        "model_type": getattr(model.config, "model_type", None),
+        "task": "causal" if causal else "encoder",
+        "n_blocks": total_layers - 1,
+        "hidden_size": width,
+        "dtype": options["dtype"],
+        "device": str(torch_device),
+        "context_length": context_length(model, tokenizer),
+        "final_norm_module": norm_name,
+        "tokenizer": type(tokenizer).__name__,
+        "identity": identity,
+    }
+    try:
+        import transformers
+
+        model_info["transformers_version"] = transformers.__version__
+    except ImportError:  # pragma: no cover
+        pass
+
+    writer = store.writer(NAMESPACE, key) if (store is not None and key is not None) else None
+    try:
+        if writer is not None:
+            outputs: list[np.ndarray] = [
+                writer.create_array(layer_file(j), (n_rows, width), np.float32)
+                for j in range(len(layer_ids))
+            ]
+        else:
+            outputs = [np.empty((n_rows, width), dtype=np.float32) for _ in layer_ids]
+        run_order = [p for p in range(len(ids)) if plan.run_length[p] > 0]
+        total_tokens = sum(plan.run_length[p] for p in run_order)
+        bar = Progress(progress, total_tokens, desc=f"hidden states of {model_id}")
+        try:
+            step = _Step(
+                base,
+                plan,
+                layer_ids,
+                outputs,
+                pad_id(tokenizer),
+                torch_device,
+                norm_module if pre_norm else None,
+                total_layers,
+            )
+            budget = batch_tokens or default_batch_tokens(model, torch_device, torch_dtype)
+            with torch.inference_mode():
+                run_batches(
+                    plan.run_length,
+                    budget,
+                    step,
+                    should_stop=should_stop,
+                    progress=bar,
+                    order=run_order,
+                )
+        finally:
+            bar.close()
+        del step  # it holds the output arrays; the writer must be their last holder
+        set_info = {"name": prompt_set.name, "hash": prompt_set.hash}
+        meta: dict[str, Any] = {
+            "model_id": model_id,
+            "model_info": model_info,
+            "prompt_set": set_info,
+            "options": options,
+            "layer_ids": layer_ids,
+            "layer_kinds": kinds,
+            "n_tokens": n_rows,
+            "hidden_size": width,
+        }
+        if writer is None:
+            return HiddenStates(
+                outputs,
+                plan.tokens,
+                layer_ids=layer_ids,
+                layer_kinds=kinds,
+                model_id=model_id,
+                model_info=model_info,
+                prompt_set=set_info,
+                prompts=prompt_set.texts,
+                options=options,
+                cache_key=None,
+            )
+        writer.write_table("tokens", plan.tokens)
+        writer.write_json("prompts", list(prompt_set.texts))
+        writer.meta.update(meta)
+        # Close the writable memory maps before the folder is renamed (Windows refuses to
+        # rename a folder with open files) and reopen them read-only from the entry.
+        del outputs
+        entry = writer.commit()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    return HiddenStates._from_entry(entry)
+
+
+class _Step:
+    """Runs one batch through the base model and writes the stored rows of every layer."""
+
+    def __init__(
+        self,
+        base: Any,
+        plan: _Plan,
+        layer_ids: list[int],
+        outputs: list[np.ndarray],
+        pad: int,
+        device: torch.device,
+        norm_module: Any,
+        total_layers: int,
+    ) -> None:
+        import torch
+
+        self.base = base
+        self.plan = plan
+        self.layer_ids = layer_ids
+        self.outputs = outputs
+        self.pad = pad
+        self.total_layers = total_layers
+        self.norm_module = norm_module
+        embeddings = base.get_input_embeddings() if hasattr(base, "get_input_embeddings") else None
+        weight = getattr(embeddings, "weight", None)
+        self.input_device = weight.device if isinstance(weight, torch.Tensor) else device
+        self.async_copy = self.input_device.type == "cuda"
+        # Two pinned host buffers used in turn: batch i's copy is read (finalized) before
+        # batch i + 2 writes into the same buffer, so the pipeline never overwrites data.
+        self._pinned: list[torch.Tensor | None] = [None, None]
+        self._turn = 0
+        params = inspect.signature(base.forward).parameters
+        self.extra: dict[str, Any] = {"output_hidden_states": True, "return_dict": True}
+        if "use_cache" in params:
+            self.extra["use_cache"] = False
+
+    def __call__(self, batch: list[int]) -> Finalizer | None:
+        import torch
+
+        plan = self.plan
+        seqs = [plan.ids[p][: plan.run_length[p]] for p in batch]
+        input_ids, mask = collate(seqs, self.pad)
+        width = input_ids.shape[1]
+        flat = np.concatenate([row * width + plan.keep[p] for row, p in enumerate(batch)])
+        dest = np.concatenate([plan.offset[p] + np.arange(plan.keep[p].size) for p in batch])
+        captured: dict[str, torch.Tensor] = {}
+        handle = None
+        if self.norm_module is not None:
+
+            def grab(_module: Any, args: tuple[Any, ...]) -> None:
+                captured["pre_norm"] = args[0]
+
+            handle = self.norm_module.register_forward_pre_hook(grab)
+        try:
+            out = self.base(
+                input_ids=input_ids.to(self.input_device),
+                attention_mask=mask.to(self.input_device),
+                **self.extra,
+            )
+        finally:
+            if handle is not None:
+                handle.remove()
+        states = out.hidden_states
+        if states is None or len(states) != self.total_layers:
+            raise TokendimError(
+                f"{type(self.base).__name__} returned {0 if states is None else len(states)} "
+                f"hidden states, expected {self.total_layers}; this architecture is not "
+                "supported yet."
+            )
+        last = self.total_layers - 1
+        picked = []
+        for i in self.layer_ids:
+            tensor = captured["pre_norm"] if (i == last and "pre_norm" in captured) else states[i]
+            picked.append(tensor)
+        del out, states
+        captured.clear()
+        index = torch.as_tensor(flat, dtype=torch.long)
+        if not self.async_copy:
+            for j, tensor in enumerate(picked):
+                rows = tensor.reshape(-1, tensor.shape[-1]).index_select(0, index.to(tensor.device))
+                self.outputs[j][dest] = rows.to("cpu", torch.float32).numpy()
+            return None
+        # CUDA: gather on the device, one asynchronous copy into pinned memory, and write to
+        # the outputs later, while the next batch computes.
+        index = index.to(self.input_device)
+        gathered = torch.stack(
+            [
+                t.reshape(-1, t.shape[-1]).to(self.input_device).index_select(0, index)
+                for t in picked
+            ]
+        )
+        del picked
+        host = self._pinned_buffer(gathered)
+        host.copy_(gathered, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+
+        def finish() -> None:
+            done.synchronize()
+            for j in range(host.shape[0]):
+                self.outputs[j][dest] = host[j].float().numpy()
+
+        return finish
+
+    def _pinned_buffer(self, like: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        slot = self._turn % 2
+        self._turn += 1
+        buffer = self._pinned[slot]
+        if buffer is None or buffer.dtype != like.dtype or buffer.numel() < like.numel():
+            # Pinned allocations are slow: grow (never shrink) and reuse.
+            buffer = torch.empty(like.numel(), dtype=like.dtype, pin_memory=True)
+            self._pinned[slot] = buffer
+        return buffer[: like.numel()].view(like.shape)

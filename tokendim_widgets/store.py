@@ -1,0 +1,538 @@
+"""On-disk cache of computed results: content-addressed, atomic, memory-mapped.
+
+Every stage that is expensive to recompute (hidden states, later kNN graphs and projections)
+keeps its results in a :class:`Store`: a folder of entries, one per ``(namespace, key)``. The
+key is a hash of everything that determines the content (:func:`make_key`), so a changed
+model, prompt set or option is a different entry and nothing is ever invalidated by hand.
+
+Layout::
+
+    <root>/<namespace>/<key>/
+        <name>.npy            arrays (read back as read-only memory maps)
+        <name>.parquet        tables (or <name>.npz + <name>.json without pyarrow)
+        <name>.json           JSON documents
+        manifest.json         written last: format version, metadata, size and SHA-256 of
+                              every file
+
+Entries are written in a temporary folder next to their final place and moved there with one
+``os.replace`` after the manifest is written, so a reader sees a complete entry or none; an
+interrupted writer leaves only a temporary folder, which is never read and is cleaned up
+later. An entry whose files do not match its manifest (missing, truncated, altered) is
+removed on read and reported as absent, so the caller recomputes it.
+
+The root is, in order: the ``root`` argument, the ``TOKENDIM_CACHE_DIR`` environment variable,
+or the platform's user cache folder (``~/.cache/tokendim-widgets`` on Linux,
+``~/Library/Caches/tokendim-widgets`` on macOS, ``%LOCALAPPDATA%\\tokendim-widgets\\Cache`` on
+Windows).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import secrets
+import shutil
+import socket
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import TokendimError
+
+#: Version of the on-disk layout. Part of every key: bumping it orphans old entries instead of
+#: misreading them.
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+ENV_VAR = "TOKENDIM_CACHE_DIR"
+_TMP_PREFIX = ".tmp-"
+#: A temporary folder older than this is an abandoned write whatever its writer.
+_STALE_SECONDS = 24 * 3600
+_HASH_CHUNK = 1 << 22
+
+# Entries whose checksums were verified in this process, by (path, manifest mtime): the full
+# check reads every byte, so it is done once per process, later reads only check sizes.
+_verified: set[tuple[str, int]] = set()
+_verified_lock = threading.Lock()
+
+
+def default_cache_dir() -> Path:
+    """The cache root used when none is given.
+
+    Returns
+    -------
+    pathlib.Path
+        ``$TOKENDIM_CACHE_DIR`` if set, else the platform's user cache folder.
+
+    Examples
+    --------
+    >>> isinstance(default_cache_dir(), Path)
+    True
+    """
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    home = Path.home()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
+        return base / "tokendim-widgets" / "Cache"
+    if sys.platform == "darwin":
+        return home / "Library" / "Caches" / "tokendim-widgets"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else home / ".cache") / "tokendim-widgets"
+
+
+def _canonical(obj: Any) -> Any:
+    """JSON-ready form of ``obj`` with a single spelling for equal values."""
+    if isinstance(obj, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, list | tuple):
+        return [_canonical(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating | float):
+        value = float(obj)
+        if not math.isfinite(value):
+            return repr(value)
+        return value
+    if isinstance(obj, Path):
+        return str(obj)
+    if obj is None or isinstance(obj, bool | int | str):
+        return obj
+    raise TypeError(f"Cannot use a {type(obj).__name__} in a cache key.")
+
+
+def make_key(*parts: Any) -> str:
+    """A content key: hex SHA-256 of the canonical JSON of ``parts`` and the format version.
+
+    Parameters
+    ----------
+    *parts
+        JSON-like values (dicts, lists, str, numbers, None); dict order does not matter.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+
+    Examples
+    --------
+    >>> make_key({"a": 1, "b": 2}) == make_key({"b": 2, "a": 1})
+    True
+    >>> make_key({"a": 1}) == make_key({"a": 2})
+    False
+    """
+    text = json.dumps(
+        [FORMAT_VERSION, *(_canonical(p) for p in parts)], separators=(",", ":"), sort_keys=True
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's content (read in chunks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_name(name: str) -> str:
+    if not name or "/" in name or "\\" in name or name.startswith(".") or name == "manifest":
+        raise ValueError(f"Invalid entry file name {name!r}.")
+    return name
+
+
+def _check_part(value: str, what: str) -> str:
+    if not isinstance(value, str) or not value or value.startswith(".") or "/" in value:
+        raise ValueError(f"Invalid store {what} {value!r}.")
+    if "\\" in value or ".." in value:
+        raise ValueError(f"Invalid store {what} {value!r}.")
+    return value
+
+
+class Entry:
+    """A complete, verified entry of a :class:`Store` (read-only).
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        Its folder.
+    namespace, key : str
+        Where it lives in the store.
+    meta : dict
+        The metadata given when it was written.
+    files : dict
+        Manifest record (size, sha256) of each file, by file name.
+    """
+
+    def __init__(self, path: Path, namespace: str, key: str, manifest: dict[str, Any]) -> None:
+        self.path = path
+        self.namespace = namespace
+        self.key = key
+        self.meta: dict[str, Any] = manifest.get("meta", {})
+        self.files: dict[str, dict[str, Any]] = manifest["files"]
+        self._tables: dict[str, dict[str, Any]] = manifest.get("tables", {})
+
+    def __repr__(self) -> str:
+        return f"Entry({self.namespace}/{self.key[:12]}, {len(self.files)} files)"
+
+    def array(self, name: str, *, mmap: bool = True) -> np.ndarray:
+        """Array ``name``: a read-only memory map (or an in-memory copy with ``mmap=False``)."""
+        path = self.path / f"{_check_name(name)}.npy"
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+
+    def json(self, name: str) -> Any:
+        """JSON document ``name``."""
+        return json.loads((self.path / f"{_check_name(name)}.json").read_text(encoding="utf-8"))
+
+    def table(self, name: str) -> pd.DataFrame:
+        """Table ``name`` as a DataFrame."""
+        info = self._tables.get(name)
+        if info is None:
+            raise KeyError(f"No table {name!r} in {self!r}.")
+        if info["format"] == "parquet":
+            return pd.read_parquet(self.path / f"{name}.parquet")
+        with np.load(self.path / f"{name}.npz", allow_pickle=False) as data:
+            columns: dict[str, Any] = {c: data[c] for c in data.files}
+        columns.update(json.loads((self.path / f"{name}.json").read_text(encoding="utf-8")))
+        return pd.DataFrame({c: columns[c] for c in info["columns"]})
+
+
+class EntryWriter:
+    """Writes one entry into a temporary folder; :meth:`commit` publishes it atomically.
+
+    Use it as a context manager (from :meth:`Store.writer`): leaving the block normally
+    commits, leaving it with an exception (including :class:`~tokendim_widgets.Cancelled`)
+    removes everything written.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The temporary folder being written.
+    meta : dict
+        Metadata stored in the manifest; fill it before the commit.
+    """
+
+    def __init__(self, store: Store, namespace: str, key: str) -> None:
+        self.store = store
+        self.namespace = namespace
+        self.key = key
+        self.meta: dict[str, Any] = {}
+        parent = store.root / namespace
+        parent.mkdir(parents=True, exist_ok=True)
+        store._clean_stale(parent)
+        host = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+        # Same parent as the final folder, so the final os.replace is a rename on one
+        # filesystem (atomic), never a copy.
+        self.path = parent / (
+            f"{_TMP_PREFIX}{key[:16]}-{host}-{os.getpid()}-{secrets.token_hex(4)}"
+        )
+        self.path.mkdir()
+        self._tables: dict[str, dict[str, Any]] = {}
+        self._open: list[np.memmap] = []
+        self._done = False
+
+    def __enter__(self) -> EntryWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def create_array(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.memmap:
+        """A writable ``.npy`` memory map to fill in place (e.g. batch by batch)."""
+        path = self.path / f"{_check_name(name)}.npy"
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=np.dtype(dtype), shape=shape)
+        self._open.append(array)
+        return array
+
+    def write_array(self, name: str, array: np.ndarray) -> None:
+        """Write a whole array as ``<name>.npy``."""
+        np.save(self.path / f"{_check_name(name)}.npy", np.asarray(array), allow_pickle=False)
+
+    def write_json(self, name: str, obj: Any) -> None:
+        """Write a JSON document as ``<name>.json``."""
+        text = json.dumps(obj, ensure_ascii=False)
+        (self.path / f"{_check_name(name)}.json").write_text(text, encoding="utf-8")
+
+    def write_table(self, name: str, frame: pd.DataFrame) -> None:
+        """Write a DataFrame as Parquet (pyarrow), else as ``.npz`` + ``.json`` for strings."""
+        _check_name(name)
+        frame = frame.reset_index(drop=True)
+        columns = [str(c) for c in frame.columns]
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            plain = {
+                c
+                for c in columns
+                if pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])
+            }
+            numeric = {c: frame[c].to_numpy() for c in columns if c in plain}
+            text = {c: frame[c].astype(str).tolist() for c in columns if c not in plain}
+            np.savez(self.path / f"{name}.npz", **numeric)  # type: ignore[arg-type]
+            self.write_json(name, text)
+            self._tables[name] = {"format": "npz", "columns": columns}
+        else:
+            frame.to_parquet(self.path / f"{name}.parquet", index=False)
+            self._tables[name] = {"format": "parquet", "columns": columns}
+
+    def commit(self) -> Entry:
+        """Checksum every file, write the manifest last and move the folder into place."""
+        if self._done:
+            raise RuntimeError("This entry was already committed or aborted.")
+        for array in self._open:
+            array.flush()
+        self._open.clear()
+        files = {}
+        for path in sorted(self.path.iterdir()):
+            files[path.name] = {"size": path.stat().st_size, "sha256": file_sha256(path)}
+        manifest = {
+            "format": FORMAT_VERSION,
+            "namespace": self.namespace,
+            "key": self.key,
+            "created": time.time(),
+            "meta": self.meta,
+            "tables": self._tables,
+            "files": files,
+        }
+        tmp_manifest = self.path / (MANIFEST + ".part")
+        tmp_manifest.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp_manifest, self.path / MANIFEST)
+        final = self.store.path(self.namespace, self.key)
+        try:
+            os.replace(self.path, final)
+        except OSError:
+            # Another writer published the same key first (same content by construction):
+            # keep theirs if it is valid, else replace it.
+            if self.store.get(self.namespace, self.key) is None:
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(self.path, final)
+            else:
+                shutil.rmtree(self.path, ignore_errors=True)
+        self._done = True
+        entry = self.store.get(self.namespace, self.key, verify=False)
+        if entry is None:  # pragma: no cover - only if the folder vanished under us
+            raise TokendimError(f"The cache entry {final} disappeared while it was written.")
+        with _verified_lock:
+            _verified.add(_verify_token(entry.path))
+        return entry
+
+    def abort(self) -> None:
+        """Remove everything written; nothing is published."""
+        if self._done:
+            return
+        self._open.clear()
+        self._done = True
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _verify_token(path: Path) -> tuple[str, int]:
+    return (str(path), (path / MANIFEST).stat().st_mtime_ns)
+
+
+class Store:
+    """A folder of cache entries addressed by ``(namespace, key)``.
+
+    Parameters
+    ----------
+    root : str or path, optional
+        The cache folder. Default: ``$TOKENDIM_CACHE_DIR``, else the platform's user cache
+        folder (see :func:`default_cache_dir`).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> store = Store(tempfile.mkdtemp())
+    >>> key = make_key("demo", 1)
+    >>> with store.writer("demo", key) as w:
+    ...     w.write_array("x", np.arange(3.0))
+    ...     w.meta["note"] = "hello"
+    >>> entry = store.get("demo", key)
+    >>> entry.array("x").tolist(), entry.meta["note"]
+    ([0.0, 1.0, 2.0], 'hello')
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    def path(self, namespace: str, key: str) -> Path:
+        """Folder of entry ``(namespace, key)`` (it may not exist)."""
+        return self.root / _check_part(namespace, "namespace") / _check_part(key, "key")
+
+    def writer(self, namespace: str, key: str) -> EntryWriter:
+        """Start writing entry ``(namespace, key)``; see :class:`EntryWriter`."""
+        try:
+            return EntryWriter(self, namespace, key)
+        except OSError as exc:
+            raise TokendimError(
+                f"Cannot write to the cache folder {self.root}: {exc}. Set the "
+                f"{ENV_VAR} environment variable or pass cache_dir= to use another folder, "
+                "or cache=False."
+            ) from exc
+
+    def get(self, namespace: str, key: str, *, verify: bool = True) -> Entry | None:
+        """The entry if it exists and is intact, else None.
+
+        Parameters
+        ----------
+        namespace, key : str
+            Which entry.
+        verify : bool, default True
+            Check file checksums against the manifest (once per process per entry; sizes are
+            always checked). A damaged entry is removed and None is returned.
+
+        Returns
+        -------
+        Entry or None
+        """
+        path = self.path(namespace, key)
+        if not path.is_dir():
+            return None
+        problem = self._problem(path, namespace, key, verify)
+        if problem is not None:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "Removing damaged cache entry %s (%s); it will be recomputed.", path, problem
+            )
+            self._discard(path)
+            return None
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        return Entry(path, namespace, key, manifest)
+
+    def put(
+        self,
+        namespace: str,
+        key: str,
+        *,
+        arrays: Mapping[str, np.ndarray] | None = None,
+        tables: Mapping[str, pd.DataFrame] | None = None,
+        documents: Mapping[str, Any] | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Entry:
+        """Write a whole entry at once (arrays, tables, JSON documents, metadata).
+
+        Returns
+        -------
+        Entry
+            The committed entry.
+        """
+        with self.writer(namespace, key) as writer:
+            for name, array in (arrays or {}).items():
+                writer.write_array(name, array)
+            for name, frame in (tables or {}).items():
+                writer.write_table(name, frame)
+            for name, doc in (documents or {}).items():
+                writer.write_json(name, doc)
+            writer.meta.update(meta or {})
+        entry = self.get(namespace, key, verify=False)
+        assert entry is not None
+        return entry
+
+    def remove(self, namespace: str, key: str) -> None:
+        """Delete an entry if present."""
+        path = self.path(namespace, key)
+        if path.exists():
+            self._discard(path)
+
+    def keys(self, namespace: str) -> list[str]:
+        """Keys of the published entries of a namespace (not checked)."""
+        folder = self.root / _check_part(namespace, "namespace")
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name[0] != ".")
+
+    # ---- internals ---------------------------------------------------------------------
+    def _problem(self, path: Path, namespace: str, key: str, verify: bool) -> str | None:
+        try:
+            manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return "no manifest"
+        except (OSError, ValueError) as exc:
+            return f"unreadable manifest: {exc}"
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+            return "malformed manifest"
+        if manifest.get("format") != FORMAT_VERSION:
+            return f"format {manifest.get('format')!r}, expected {FORMAT_VERSION}"
+        if manifest.get("key") != key or manifest.get("namespace") != namespace:
+            return "manifest of another entry"
+        files: dict[str, Any] = manifest["files"]
+        for name, info in files.items():
+            file = path / name
+            try:
+                size = file.stat().st_size
+            except OSError:
+                return f"missing file {name}"
+            if not isinstance(info, dict) or size != info.get("size"):
+                return f"file {name} has {size} bytes, expected {info.get('size')}"
+        try:
+            token = _verify_token(path)
+        except OSError:
+            return "manifest vanished"
+        with _verified_lock:
+            if not verify or token in _verified:
+                return None
+        for name, info in files.items():
+            if file_sha256(path / name) != info.get("sha256"):
+                return f"checksum mismatch in {name}"
+        with _verified_lock:
+            _verified.add(token)
+        return None
+
+    def _discard(self, path: Path) -> None:
+        # Rename first so that a concurrent reader never sees a half-deleted entry.
+        trash = path.with_name(f"{_TMP_PREFIX}trash-{path.name[:16]}-{secrets.token_hex(4)}")
+        try:
+            os.replace(path, trash)
+        except OSError:
+            trash = path
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def _clean_stale(self, parent: Path) -> None:
+        """Remove temporary folders of writers that died (same host) or are a day old."""
+        host = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+        now = time.time()
+        for path in parent.glob(f"{_TMP_PREFIX}*"):
+            parts = path.name[len(_TMP_PREFIX) :].split("-")
+            stale = False
+            with contextlib.suppress(OSError):
+                stale = now - path.stat().st_mtime > _STALE_SECONDS
+            if not stale and len(parts) == 4 and parts[1] == host and parts[2].isdigit():
+                stale = not _pid_alive(int(parts[2]))
+            if stale or parts[0] == "trash":
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    if sys.platform == "win32":  # os.kill(pid, 0) would terminate it there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

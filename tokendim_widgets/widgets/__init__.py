@@ -1,0 +1,21 @@
+"""The notebook views: one anywidget class per view, and the composed Explorer."""
+
+from .views import (
+    ControlsView,
+    Explorer,
+    IDCurveView,
+    MetricsView,
+    ProjectionView,
+    SessionView,
+    TokenHeatmapView,
+)
+
+__all__ = [
+    "ControlsView",
+    "Explorer",
+    "IDCurveView",
+    "MetricsView",
+    "ProjectionView",
+    "SessionView",
+    "TokenHeatmapView",
+]

@@ -1,0 +1,368 @@
+"""The anywidget views: thin Python classes over one bundled front-end module.
+
+Every view observes a :class:`~tokendim_widgets.session.Session` and sets its parameters; none
+computes anything. Views that share a session are linked through it: clicking a layer in the
+curve sets ``session.layer``, which every other view of that session follows. The trait names
+are the protocol documented in js/README.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from pathlib import Path
+from typing import Any, ClassVar
+
+import anywidget
+import numpy as np
+import traitlets as t
+
+from ..clouds import CLOUDS
+from ..errors import TokendimError
+from ..session import Session
+from . import payload
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+
+
+def _bundle() -> Path:
+    path = STATIC / "widget.js"
+    if not path.exists():
+        raise TokendimError(
+            "The front end is not built: run `npm ci && npm run build` in js/ "
+            "(or reinstall the package)."
+        )
+    return path
+
+
+def _to_json_indices(value: Any, widget: Any) -> bytes:
+    return payload.int32_bytes(payload.int_array(value))
+
+
+def _from_json_indices(value: Any, widget: Any) -> np.ndarray:
+    return payload.int_array(value)
+
+
+def _from_json_bytes(value: Any, widget: Any) -> bytes:
+    return bytes(value) if value is not None else b""
+
+
+def _bytes_trait() -> t.Bytes:
+    # Arrives from the front end as a memoryview: keep it as bytes.
+    return t.Bytes(b"").tag(sync=True, from_json=_from_json_bytes)
+
+
+class SessionView(anywidget.AnyWidget):  # type: ignore[misc]
+    """Base class of the views: every protocol trait, bound to a session.
+
+    Subclasses pick the front-end view (``_view``) and the groups of session results they
+    need (``_needs``), so a standalone curve does not receive a 100,000-token projection.
+    """
+
+    _esm = _bundle()
+    _view = t.Unicode("explorer").tag(sync=True)
+    _needs: ClassVar[frozenset[str]] = frozenset()
+
+    # shared selection state
+    layer = t.Int(0).tag(sync=True)
+    n_layers = t.Int(0).tag(sync=True)
+    selected_tokens = t.Any(np.empty(0, dtype=np.int64)).tag(
+        sync=True, to_json=_to_json_indices, from_json=_from_json_indices
+    )
+    hovered_token = t.Int(-1).tag(sync=True)
+    theme = t.Unicode("auto").tag(sync=True)
+    # tokens
+    n_tokens = t.Int(0).tag(sync=True)
+    token_text = _bytes_trait()
+    token_offsets = _bytes_trait()
+    token_prompt = _bytes_trait()
+    token_position = _bytes_trait()
+    # curve
+    curves = t.List().tag(sync=True)
+    curve_ylabel = t.Unicode("intrinsic dimension").tag(sync=True)
+    # scatter
+    projection = _bytes_trait()
+    projection_kind = t.Unicode("").tag(sync=True)
+    projection_layer = t.Int(-1).tag(sync=True)
+    color_by = t.Unicode("local_id").tag(sync=True)
+    local_id = _bytes_trait()
+    local_id_range = t.List([0.0, 1.0]).tag(sync=True)
+    # metrics
+    metrics = t.List().tag(sync=True)
+    metrics_columns = t.List().tag(sync=True)
+    # controls
+    model_ref = t.Unicode("").tag(sync=True)
+    model_choices = t.List().tag(sync=True)
+    prompt_set = t.Unicode("").tag(sync=True)
+    prompt_choices = t.List().tag(sync=True)
+    shuffled = t.Bool(False).tag(sync=True)
+    estimator = t.Unicode("twonn").tag(sync=True)
+    estimator_choices = t.List().tag(sync=True)
+    k = t.Int(20).tag(sync=True)
+    scale = t.Int(0).tag(sync=True)
+    cloud = t.Unicode("all").tag(sync=True)
+    cloud_choices = t.List(list(CLOUDS)).tag(sync=True)
+    status = t.Unicode("idle").tag(sync=True)
+    progress = t.Float(0.0).tag(sync=True)
+    tokens_per_second = t.Float(0.0).tag(sync=True)
+    eta_seconds = t.Float(-1.0).tag(sync=True)
+    error = t.Unicode("").tag(sync=True)
+    busy = t.Bool(False).tag(sync=True)
+
+    def __init__(self, session: Session, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.session = session
+        self._syncing = threading.local()
+        self._exports: dict[str, Any] = {}
+        self._bind()
+
+    # ---- session -> view ---------------------------------------------------------------
+    def _bind(self) -> None:
+        s = self.session
+        # Parameters a view can change: mirrored both ways.
+        self._mirror("layer", "layer", to_view=lambda v: max(int(v), 0))
+        self._mirror("selected_tokens", "selected_tokens")
+        self._mirror("estimator", "estimator")
+        self._mirror("k", "k")
+        self._mirror("scale", "scale", to_view=lambda v: v or 0, to_session=lambda v: v or None)
+        self._mirror("cloud", "cloud")
+        self._mirror("shuffled", "shuffled")
+        self._mirror("model", "model_ref")
+        self._mirror(
+            "prompts",
+            "prompt_set",
+            to_view=lambda v: v if isinstance(v, str) else getattr(v, "name", "custom"),
+            to_session=lambda v: v,
+        )
+        for name in ("status", "progress", "tokens_per_second", "eta_seconds", "error", "busy"):
+            s.observe(self._relay, names=name)
+            self._relay({"name": name, "new": getattr(s, name)})
+        s.observe(self._on_states, names="hidden_states")
+        s.observe(self._on_curves, names="curves")
+        s.observe(self._on_local, names="local_ids")
+        s.observe(self._on_projection, names=["projection", "projection_kind"])
+        self._on_states()
+        self._on_curves()
+        self._on_local()
+        self._on_projection()
+        self.on_msg(self._on_message)
+        self._fill_choices()
+
+    def _fill_choices(self) -> None:
+        from ..estimators import ESTIMATORS
+
+        self.estimator_choices = list(ESTIMATORS)
+        try:
+            from ..models import list_aliases
+            from ..prompts import builtin_sets
+
+            self.model_choices = list(list_aliases())
+            self.prompt_choices = list(builtin_sets())
+        except ImportError:  # pragma: no cover - partial installs
+            pass
+
+    def _mirror(
+        self,
+        session_name: str,
+        view_name: str,
+        *,
+        to_view: Any = None,
+        to_session: Any = None,
+    ) -> None:
+        """Keep ``session.<session_name>`` and ``view.<view_name>`` equal, both ways."""
+        to_view = to_view or (lambda v: v)
+        to_session = to_session or (lambda v: v)
+
+        def push(change: dict[str, Any]) -> None:
+            if getattr(self._syncing, "active", False):
+                return
+            self._syncing.active = True
+            try:
+                setattr(self, view_name, to_view(change["new"]))
+            finally:
+                self._syncing.active = False
+
+        def pull(change: dict[str, Any]) -> None:
+            if getattr(self._syncing, "active", False):
+                return
+            self._syncing.active = True
+            try:
+                setattr(self.session, session_name, to_session(change["new"]))
+            except t.TraitError as exc:
+                self.error = f"Invalid {view_name}: {exc}"
+            finally:
+                self._syncing.active = False
+
+        self.session.observe(push, names=session_name)
+        self.observe(pull, names=view_name)
+        push({"new": getattr(self.session, session_name)})
+
+    def _relay(self, change: dict[str, Any]) -> None:
+        setattr(self, change["name"], change["new"])
+
+    def _on_states(self, change: Any = None) -> None:
+        states = self.session.hidden_states
+        if states is None:
+            return
+        with self.hold_sync():
+            self.n_layers = states.n_layers
+            if "tokens" in self._needs:
+                for name, value in payload.token_buffers(states.tokens).items():
+                    setattr(self, name, value)
+
+    def _on_curves(self, change: Any = None) -> None:
+        with self.hold_sync():
+            if "curve" in self._needs:
+                self.curves = payload.curves_payload(self.session.curves)
+            if "metrics" in self._needs:
+                self.metrics, self.metrics_columns = payload.metrics_payload(self.session.metrics)
+
+    def _on_local(self, change: Any = None) -> None:
+        if "local" not in self._needs:
+            return
+        data, value_range = payload.local_id_payload(self.session.local_ids)
+        with self.hold_sync():
+            self.local_id = data
+            self.local_id_range = value_range
+
+    def _on_projection(self, change: Any = None) -> None:
+        if "projection" not in self._needs or self.session.projection is None:
+            return
+        with self.hold_sync():
+            self.projection = payload.float32_bytes(self.session.projection)
+            self.projection_kind = self.session.projection_kind
+            self.projection_layer = self.session.projection_layer
+
+    # ---- view -> session ---------------------------------------------------------------
+    def _on_message(self, widget: Any, content: Any, buffers: Any) -> None:
+        if not isinstance(content, dict):
+            return
+        kind = content.get("type")
+        try:
+            if kind == "run":
+                self.session.run()
+            elif kind == "cancel":
+                self.session.cancel()
+            elif kind == "prompts_text":
+                self.session.prompts = _prompts_from_text(str(content.get("text", "")))
+                self.session.run()
+            elif kind == "prompts_file":
+                self.session.prompts = _prompts_from_file(
+                    str(content.get("name", "prompts.txt")), str(content.get("text", ""))
+                )
+                self.session.run()
+            elif kind == "export_result":
+                self._exports[str(content.get("request_id"))] = content
+        except TokendimError as exc:
+            self.error = str(exc)
+
+    # ---- Python API --------------------------------------------------------------------
+    def run(self) -> SessionView:
+        """Start the computation (as the Run button does)."""
+        self.session.run()
+        return self
+
+    def cancel(self) -> None:
+        """Stop the current work (as the Cancel button does)."""
+        self.session.cancel()
+
+    def wait(self, timeout: float | None = None) -> SessionView:
+        """Block until the results for the current parameters are published."""
+        self.session.wait(timeout)
+        return self
+
+
+def _prompts_from_text(text: str) -> Any:
+    from ..prompts import parse_prompts
+
+    return parse_prompts(text, "txt", name="pasted")
+
+
+def _prompts_from_file(name: str, text: str) -> Any:
+    from ..prompts import parse_prompts
+
+    suffix = Path(name).suffix.lower().lstrip(".") or "txt"
+    if suffix not in {"txt", "jsonl", "csv"}:
+        raise TokendimError(f"Cannot read {name!r}: upload a .txt, .jsonl or .csv file.")
+    return parse_prompts(text, suffix, name=Path(name).stem, origin=f"Prompt file {name!r}")
+
+
+class Explorer(SessionView):
+    """The whole dashboard: controls, ID curve, metrics, projection scatter and token heatmap.
+
+    Parameters
+    ----------
+    model : str, default "smollm2-135m"
+        A built-in alias, Hugging Face hub id, local folder or ``.gguf`` file.
+    prompts : str, list of str, path or PromptSet, default "mixed"
+    session : Session, optional
+        Share an existing session (and its caches) instead of creating one.
+    run : bool, default True
+        Start extracting and estimating at once.
+    **params
+        Any other session parameter (``estimator``, ``k``, ``cloud``, ``max_tokens`` ...).
+
+    Examples
+    --------
+    >>> explorer = Explorer(model="smollm2-135m", prompts="mixed")  # doctest: +SKIP
+    >>> explorer.layer = 12  # doctest: +SKIP
+    >>> explorer.selected_tokens  # doctest: +SKIP
+    """
+
+    _view = t.Unicode("explorer").tag(sync=True)
+    _needs = frozenset({"tokens", "curve", "metrics", "local", "projection"})
+
+    def __init__(
+        self,
+        model: str = "smollm2-135m",
+        prompts: Any = "mixed",
+        *,
+        session: Session | None = None,
+        run: bool = True,
+        **params: Any,
+    ) -> None:
+        if session is None:
+            session = Session(model=model, prompts=prompts, **params)
+        super().__init__(session)
+        if run:
+            self.session.run()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.session.close()
+        super().close()
+
+
+class IDCurveView(SessionView):
+    """The layer-wise ID curve with its error band; click a layer to select it."""
+
+    _view = t.Unicode("curve").tag(sync=True)
+    _needs = frozenset({"curve"})
+
+
+class ProjectionView(SessionView):
+    """The selected layer's 2-D projection (PCA preview, then UMAP), with box/lasso select."""
+
+    _view = t.Unicode("scatter").tag(sync=True)
+    _needs = frozenset({"tokens", "local", "projection"})
+
+
+class TokenHeatmapView(SessionView):
+    """Tokens x layers, coloured by local ID; click a cell to select its token and layer."""
+
+    _view = t.Unicode("heatmap").tag(sync=True)
+    _needs = frozenset({"tokens", "local"})
+
+
+class MetricsView(SessionView):
+    """The paper's metrics for every curve of the session."""
+
+    _view = t.Unicode("metrics").tag(sync=True)
+    _needs = frozenset({"metrics"})
+
+
+class ControlsView(SessionView):
+    """Model and prompt pickers, estimator parameters, Run / Cancel and progress."""
+
+    _view = t.Unicode("controls").tag(sync=True)
+    _needs = frozenset()
