@@ -239,3 +239,24 @@ def test_load_the_bundled_smollm2() -> None:
     assert model.config.num_hidden_layers == 30 and model.config.hidden_size == 576
     assert loaded_identity(model)["id"] == model_identity("smollm2-135m")["id"]
     assert tokenizer("Hello")["input_ids"]
+
+
+def test_remote_code_and_missing_gguf_reader(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from transformers import AutoConfig
+
+    def needs_code(*args: object, **kwargs: object) -> None:
+        raise ValueError("The repository contains custom code; set trust_remote_code=True")
+
+    monkeypatch.setattr(AutoConfig, "from_pretrained", needs_code)
+    with pytest.raises(TokendimError, match="trust_remote_code=True"):
+        load_model("org/custom", device="cpu")
+
+    def no_gguf(*args: object, **kwargs: object) -> None:
+        raise ImportError("Please install torch and gguf>=0.10.0 to load a GGUF checkpoint")
+
+    monkeypatch.setattr(AutoConfig, "from_pretrained", no_gguf)
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    with pytest.raises(TokendimError, match=r"tokendim-widgets\[gguf\]"):
+        load_model(tmp_path / "m.gguf", device="cpu")

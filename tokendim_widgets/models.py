@@ -559,7 +559,19 @@ def _from_pretrained(loader: Any, spec: ModelRef, **kwargs: Any) -> Any:
         return loader.from_pretrained(spec.source, **kwargs)
     except TokendimError:
         raise
+    except ImportError as exc:
+        if spec.gguf_file is not None:
+            raise TokendimError(
+                f"Reading {spec.gguf_file} needs the gguf and accelerate packages: "
+                "pip install 'tokendim-widgets[gguf]' (or pip install gguf accelerate)."
+            ) from exc
+        raise
     except (OSError, ValueError) as exc:
+        if "trust_remote_code" in str(exc):
+            raise TokendimError(
+                f"{spec.ref!r} needs its own Python code from the repository; if you trust "
+                "it, pass trust_remote_code=True."
+            ) from exc
         mapped = _hub_error(exc, spec, token) if spec.kind == "hub" else None
         if mapped is not None:
             raise mapped from exc

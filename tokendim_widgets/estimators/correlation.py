@@ -420,13 +420,19 @@ def _count_pairs(
     for s in range(0, m, step):
         mean += t[s : s + step].to(dev, wide).sum(dim=0)
     mean /= m
-    xc = torch.empty((m, dim), dtype=torch.float32, device=dev)
+    # One matrix product gives |x_i - x_j|^2 = [x_i, |x_i|^2, 1] . [-2 x_j, 1, |x_j|^2]: no
+    # separate passes over the (rows x points) block to add the squared norms.
+    left = torch.empty((m, dim + 2), dtype=torch.float32, device=dev)
+    right = torch.empty((m, dim + 2), dtype=torch.float32, device=dev)
     sq = torch.empty(m, dtype=wide, device=dev)
     for s in range(0, m, step):
         part = t[s : s + step].to(dev, wide) - mean
         sq[s : s + step] = part.pow(2).sum(dim=1)
-        xc[s : s + step] = part.to(torch.float32)
+        left[s : s + step, :dim] = part
+        right[s : s + step, :dim] = -2.0 * part
     sq32 = sq.to(torch.float32)
+    left[:, dim], left[:, dim + 1] = sq32, 1.0
+    right[:, dim], right[:, dim + 1] = 1.0, sq32
     norms = sq.sqrt()
     curve_b = torch.as_tensor(np.asarray(curve_r) ** 2, dtype=torch.float32, device=dev)
     fit_b = torch.as_tensor(np.asarray(fit_r) ** 2, dtype=wide, device=dev)
@@ -444,15 +450,14 @@ def _count_pairs(
     batch = max(1, (32 * 2**20) // (8 * dim))
     for s in range(0, m, rows):
         e = min(m, s + rows)
-        block = torch.addmm(sq32[s:].unsqueeze(0), xc[s:e], xc[s:].t(), beta=1.0, alpha=-2.0)
-        block += sq32[s:e].unsqueeze(1)
+        block = torch.mm(left[s:e], right[s:].t())
         # Each pair once: in the diagonal square keep only j > i.
         c = e - s
         upper = torch.ones((c, c), dtype=torch.bool, device=dev).triu(diagonal=1)
         block[:, :c].masked_fill_(~upper, float("inf"))
-        curve_hist += torch.bincount(
-            torch.bucketize(block.reshape(-1), curve_b, right=True), minlength=curve_b.numel() + 1
-        )
+        bins = torch.bucketize(block.reshape(-1), curve_b, out_int32=True, right=True)
+        curve_hist += torch.bincount(bins, minlength=curve_b.numel() + 1)
+        del bins
         ii, jj = torch.nonzero(block < select[s:e].unsqueeze(1), as_tuple=True)
         del block
         ii, jj = ii + s, jj + s

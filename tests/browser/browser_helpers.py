@@ -1,0 +1,82 @@
+"""Small helpers to drive JupyterLab in Playwright and to look at screenshots."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+
+def write_notebook(path: Path, cells: list[str]) -> None:
+    """A minimal nbformat-4 notebook with these code cells."""
+    notebook = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "source": source,
+                "outputs": [],
+                "execution_count": None,
+            }
+            for source in cells
+        ],
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    path.write_text(json.dumps(notebook), encoding="utf-8")
+
+
+def non_blank(png: bytes, *, min_colours: int = 8) -> bool:
+    """True if a screenshot shows more than a flat background (a drawn chart)."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    colours = image.getcolors(maxcolors=1 << 16)
+    return colours is None or len(colours) >= min_colours
+
+
+def _accept_kernel_dialog(page: Any) -> None:
+    dialog = page.locator(".jp-Dialog .jp-mod-accept")
+    try:
+        dialog.wait_for(state="visible", timeout=8000)
+        dialog.click()
+    except Exception:  # no dialog: the kernel started by itself
+        pass
+
+
+def run_all(page: Any) -> None:
+    """Open the notebook's kernel and run every cell from the Run menu."""
+    page.wait_for_selector(".jp-Notebook", timeout=120_000)
+    _accept_kernel_dialog(page)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+
+
+def run_cell(page: Any, index: int) -> None:
+    """Run one cell again (select it, then Shift+Enter in command mode)."""
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+    cell.locator(".jp-InputPrompt").click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("Shift+Enter")
+
+
+def wait_output(page: Any, pattern: str, *, timeout: float = 60) -> str:
+    """Wait until some cell output matches ``pattern``; return that output's text."""
+    handle = page.wait_for_function(
+        """(pattern) => {
+            const re = new RegExp(pattern);
+            for (const el of document.querySelectorAll('.jp-OutputArea-output')) {
+                if (re.test(el.textContent || '')) return el.textContent;
+            }
+            return null;
+        }""",
+        arg=pattern,
+        timeout=timeout * 1000,
+    )
+    return str(handle.json_value())
