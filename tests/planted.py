@@ -28,7 +28,9 @@ def planted_layers(
     for i, d in enumerate(dims):
         basis, _ = np.linalg.qr(rng.normal(size=(width, d)))
         latent = rng.uniform(-1.0, 1.0, size=(n, d))
-        cloud = latent @ basis.T + rng.normal(scale=noise, size=(n, width)) if noise else latent @ basis.T
+        cloud = latent @ basis.T
+        if noise:
+            cloud = cloud + rng.normal(scale=noise, size=(n, width))
         layers[i] = (cloud + rng.normal(size=width)).astype(np.float32)
     tokens = pd.DataFrame(
         {

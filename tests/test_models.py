@@ -232,11 +232,11 @@ def test_model_not_on_the_hub(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.slow
-def test_load_the_bundled_smollm2() -> None:
-    _needs("smollm2-135m")
-    model, tokenizer = load_model("smollm2-135m", device="cpu")
+def test_load_the_bundled_smollm2(smollm2) -> None:
+    model, tokenizer = smollm2
     assert type(model).__name__ == "LlamaForCausalLM"
     assert model.config.num_hidden_layers == 30 and model.config.hidden_size == 576
+    assert next(model.parameters()).dtype == torch.float32  # dequantised on the CPU
     assert loaded_identity(model)["id"] == model_identity("smollm2-135m")["id"]
     assert tokenizer("Hello")["input_ids"]
 

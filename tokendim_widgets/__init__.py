@@ -39,6 +39,8 @@ _EXPORTS: dict[str, str] = {
     "summarize": "analysis",
     "compare": "analysis",
     "Session": "session",
+    "export_html": "export",
+    "export_data": "export",
     "Explorer": "widgets",
     "IDCurveView": "widgets",
     "ProjectionView": "widgets",
@@ -47,12 +49,45 @@ _EXPORTS: dict[str, str] = {
     "ControlsView": "widgets",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "GRIDE",
+    "MLE",
+    "Cancelled",
+    "ControlsView",
+    "CorrelationDimension",
+    "Explorer",
+    "HiddenStates",
+    "IDCurveView",
+    "MetricsView",
+    "PCADimension",
+    "ProjectionView",
+    "PromptSet",
+    "Session",
+    "TokenHeatmapView",
+    "TokendimError",
+    "TwoNN",
+    "__version__",
+    "as_prompt_set",
+    "build_graph",
+    "builtin_sets",
+    "compare",
+    "export_data",
+    "export_html",
+    "extract",
+    "id_curve",
+    "list_aliases",
+    "load_model",
+    "local_id",
+    "make_estimator",
+    "model_quality",
+    "summarize",
+]
 
 if TYPE_CHECKING:
     from .analysis import compare, id_curve, local_id, summarize
     from .errors import Cancelled, TokendimError
     from .estimators import GRIDE, MLE, CorrelationDimension, PCADimension, TwoNN, make_estimator
+    from .export import export_data, export_html
     from .extraction import extract
     from .hidden_states import HiddenStates
     from .knn import build_graph

@@ -343,9 +343,6 @@ class HiddenStates:
         out.flags.writeable = False
         return out
 
-    def __len__(self) -> int:
-        return self.n_layers
-
     def __repr__(self) -> str:
         cached = f", cache_key={self.cache_key[:12]!r}" if self.cache_key else ""
         return (

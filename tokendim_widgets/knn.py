@@ -227,23 +227,17 @@ def _search(
         chunk = int(chunk_size)
     step = max(chunk, 1024)
     mean = _column_mean(t, dev, step)
+    # Centre in the input's precision (float64 input keeps its small differences on top of a
+    # large offset), then round to float32 for the products.
+    mean_in = mean.to(rows_dev.dtype)
     xc = torch.empty((n, dim), dtype=torch.float32, device=dev)
-    sq = torch.empty(n, dtype=wide, device=dev)
     for s in range(0, n, step):
-        part = t[s : s + step].to(dev, wide) - mean
-        sq[s : s + step] = part.pow(2).sum(dim=1)
-        xc[s : s + step] = part.to(torch.float32)
-    sq32 = sq.to(torch.float32)
-    norms = sq.sqrt()
+        xc[s : s + step] = rows_dev[s : s + step] - mean_in
+    sq32 = xc.pow(2).sum(dim=1)
 
     out_d = torch.empty((n, k), dtype=torch.float64)
     out_i = torch.empty((n, k), dtype=torch.int64)
-    redo: list[torch.Tensor] = []
-    # Relative float32 error of one entry of sq_j - 2 q.x_j: rounding of the centred rows,
-    # of the products and of the sums over D terms (blocked BLAS sums grow like sqrt(D) in
-    # practice), with a safety factor. It verifies that no true neighbour can hide outside
-    # the candidates.
-    eps_rel = 8.0 * (2.0 + math.sqrt(dim)) * float(torch.finfo(torch.float32).eps)
+    top = torch.empty(n, dtype=torch.float32, device=dev)  # largest approx of the candidates
     xc_t = xc.t()
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
@@ -254,27 +248,28 @@ def _search(
         block[local, local + s] = float("inf")  # self, by index
         approx, cand = torch.topk(block, m, dim=1, largest=False, sorted=False)
         del block
+        top[s:e] = approx.max(dim=1).values
         dist, cand = _rerank(rows_dev, rows_dev[s:e], cand)
-        d_k, i_k = dist[:, :k], cand[:, :k]
-        if m < n - 1:
-            # A point j left out of the candidates has approx_j >= max(approx of the
-            # candidates). Were it truly nearer than the k-th candidate, its error would
-            # exceed the slack below. Such a j has |x_j| <= |q| + r_k, which bounds its error.
-            q = norms[s:e]
-            r_k = d_k[:, -1].to(q.dtype)
-            reach = q + r_k
-            bound = eps_rel * (reach * reach + 2.0 * q * reach + q * q)
-            slack = approx.max(dim=1).values.to(q.dtype) + q * q - r_k * r_k
-            unsafe = torch.nonzero(slack <= 2.0 * bound).flatten()
-            if unsafe.numel():
-                redo.append(unsafe + s)
-        out_d[s:e] = d_k.to("cpu", torch.float64)
-        out_i[s:e] = i_k.to("cpu")
-    if redo:
-        rows = torch.cat(redo)
-        d_k, i_k = _search_wide(t, rows_dev, rows, mean, sq, m, dev, chunk)
-        out_d[rows.cpu()] = d_k[:, :k].to("cpu", torch.float64)
-        out_i[rows.cpu()] = i_k[:, :k].to("cpu")
+        out_d[s:e] = dist[:, :k].to("cpu", torch.float64)
+        out_i[s:e] = cand[:, :k].to("cpu")
+    if m < n - 1:
+        # Verification. A point j left out of a row's candidates has approx_j >= the largest
+        # approx among them. Were it truly nearer than the k-th neighbour found (r_k), its
+        # float32 error would exceed the slack below; such a j has |x_j| <= |q| + r_k, which
+        # bounds that error: rounding of the centred rows, of the products and of sums over D
+        # terms (blocked BLAS sums grow like sqrt(D) in practice), with a safety factor.
+        eps_rel = 8.0 * (2.0 + math.sqrt(dim)) * float(torch.finfo(torch.float32).eps)
+        q2 = sq32.to(wide)
+        q = q2.sqrt()
+        r_k = out_d[:, -1].to(dev, wide)
+        reach = q + r_k
+        bound = eps_rel * (reach * reach + 2.0 * q * reach + q2)
+        slack = top.to(wide) + q2 - r_k * r_k
+        rows = torch.nonzero(slack <= 2.0 * bound).flatten()
+        if rows.numel():
+            d_k, i_k = _search_wide(t, rows_dev, rows, mean, m, dev, chunk)
+            out_d[rows.cpu()] = d_k[:, :k].to("cpu", torch.float64)
+            out_i[rows.cpu()] = i_k[:, :k].to("cpu")
     return out_d.numpy(), out_i.numpy()
 
 
@@ -312,7 +307,6 @@ def _search_wide(
     rows_dev: torch.Tensor,
     rows: torch.Tensor,
     mean: torch.Tensor,
-    sq: torch.Tensor,
     m: int,
     dev: torch.device,
     chunk: int,
@@ -325,14 +319,15 @@ def _search_wide(
     n = int(t.shape[0])
     rows = rows.to(dev)
     f = rows.numel()
-    queries = t[rows.to(t.device)].to(dev, mean.dtype) - mean
+    queries = rows_dev[rows].to(mean.dtype) - mean
     best_v = torch.full((f, m), float("inf"), dtype=mean.dtype, device=dev)
     best_i = torch.zeros((f, m), dtype=torch.int64, device=dev)
     cols = max(m, min(n, chunk))
     for s in range(0, n, cols):
         e = min(n, s + cols)
-        xc = t[s:e].to(dev, mean.dtype) - mean
-        block = torch.addmm(sq[s:e].unsqueeze(0), queries, xc.t(), beta=1.0, alpha=-2.0)
+        xc = rows_dev[s:e].to(mean.dtype) - mean
+        sq = xc.pow(2).sum(dim=1)
+        block = torch.addmm(sq.unsqueeze(0), queries, xc.t(), beta=1.0, alpha=-2.0)
         inside = (rows >= s) & (rows < e)
         block[torch.nonzero(inside).flatten(), rows[inside] - s] = float("inf")
         idx = torch.arange(s, e, device=dev).expand(f, -1)

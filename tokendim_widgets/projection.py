@@ -2,7 +2,8 @@
 
 What this module promises
 -------------------------
-* :func:`pca_2d` is the instant preview (~25 ms for 5000 x 576 on two CPU cores): the cloud is
+* :func:`pca_2d` is the instant preview (5760 x 576: ~25 ms on two idle CPU cores, ~65 ms on
+  a heavily loaded pair; benchmarks/README.md): the cloud is
   centred and its top two principal directions found by a seeded randomized subspace iteration
   (exact thin SVD for narrow clouds). Each axis is oriented so that the scores' third moment is
   positive (skewness; the largest score decides on a symmetric cloud). The orientation is a
@@ -85,6 +86,11 @@ _PCA_OVERSAMPLE = 10
 _PCA_POWER_ITERATIONS = 4
 # Below this width an exact thin SVD is as fast as the randomized path.
 _PCA_EXACT_WIDTH = 32
+# Up to this many entries (n * D) the PCA runs its BLAS calls on one thread: its products are
+# thin (n x 12), and on a busy machine multithreaded BLAS spends more time synchronising than
+# computing (5760 x 576 at load ~6 on two cores: 340 ms median with two threads, 80 ms with
+# one). Larger clouds keep every thread.
+_PCA_SINGLE_THREAD_SIZE = 10_000_000
 
 # n_epochs="auto": a budget of point-epochs (the SGD's work is proportional to the number of
 # graph edges, ~n * n_neighbors, times the epochs), bounded below where layouts are visibly
@@ -104,6 +110,9 @@ _UMAP_KERNELS = (
     ("umap.layouts", "clip"),
 )
 _CACHE_ENV = "TOKENDIM_UMAP_CACHE"
+
+# Guards the module's lazily created state (BLAS controller, kernel cache, warm-up future).
+_state_lock = threading.RLock()
 
 _INSTALL_HINT = (
     'UMAP projections need umap-learn: pip install "tokendim-widgets[umap]" '
@@ -212,14 +221,42 @@ def pca_2d(X: Any, *, seed: int = 0) -> np.ndarray:
     if n < 2:
         return out.astype(np.float32)
     n_comp = min(2, width, n)
-    if min(n, width) <= _PCA_EXACT_WIDTH + _PCA_OVERSAMPLE:
-        _, _, vt = np.linalg.svd(centred, full_matrices=False)
-        directions = vt[:n_comp].T
-    else:
-        directions = _randomized_directions(centred, n_comp, rng)
-    scores = (centred @ directions.astype(work)).astype(np.float64)
+    with _blas_threads(n * width):
+        if min(n, width) <= _PCA_EXACT_WIDTH + _PCA_OVERSAMPLE:
+            _, _, vt = np.linalg.svd(centred, full_matrices=False)
+            directions = vt[:n_comp].T
+        else:
+            directions = _randomized_directions(centred, n_comp, rng)
+        scores = (centred @ directions.astype(work)).astype(np.float64)
     out[:, :n_comp] = scores
     return _orient(out).astype(np.float32)
+
+
+_blas_controller: Any = None
+
+
+def _blas_threads(size: int) -> contextlib.AbstractContextManager[Any]:
+    """One BLAS thread for a small PCA, when threadpoolctl is there (it comes with
+    scikit-learn); otherwise, and for large clouds, BLAS as configured.
+
+    The limit is process-wide while it lasts (tens of milliseconds): BLAS calls of other
+    threads in that window run on one thread too, slower but unchanged.
+    """
+    global _blas_controller
+    if size > _PCA_SINGLE_THREAD_SIZE:
+        return contextlib.nullcontext()
+    with _state_lock:
+        if _blas_controller is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+
+                _blas_controller = ThreadpoolController()
+            except Exception:  # not installed, or a platform it cannot inspect
+                _blas_controller = False
+        controller = _blas_controller
+    if controller is False:
+        return contextlib.nullcontext()
+    return controller.limit(limits=1, user_api="blas")
 
 
 def _randomized_directions(centred: np.ndarray, n_comp: int, rng: np.random.Generator) -> Any:
@@ -395,7 +432,6 @@ def spread_duplicates(Y: Any, inverse: Any, *, amount: float = 0.003) -> np.ndar
 # --------------------------------------------------------------------------------------------
 # umap-learn: import, kernel cache, warm-up
 
-_state_lock = threading.RLock()
 _kernels_prepared = False
 _warm_future: Future[None] | None = None
 
@@ -427,6 +463,12 @@ def _import_umap() -> ModuleType:
             f"umap-learn is installed but does not import ({exc}); reinstall it with "
             'pip install --force-reinstall "tokendim-widgets[umap]".'
         ) from exc
+    if not hasattr(umap, "UMAP"):
+        # PyPI's "umap" is another project that also installs a module named umap.
+        raise TokendimError(
+            "The installed module 'umap' is not umap-learn: pip uninstall umap, then "
+            'pip install "tokendim-widgets[umap]".'
+        )
     _prepare_kernels()
     return umap
 
@@ -606,12 +648,12 @@ def auto_epochs(n_points: int) -> int:
 
     ``clip(round(750_000 / n), 100, 500)``: 500 up to 1500 points, 150 at 5000, 100 from
     7500 on. Why: each epoch costs time proportional to the graph's edges (~n times the
-    neighbours), so a fixed budget of point-epochs keeps one projection near 1.5 s on two CPU
-    cores whatever the number of tokens. What it costs: on the SmolLM2 layer-15 cloud (5704
-    distinct tokens) trustworthiness (10 neighbours) is 0.918 at 150 epochs against 0.923 at
-    umap-learn's default of 500, and the 15-NN recall of the layout 0.45 against 0.47; below
-    ~100 epochs layouts are visibly unconverged (0.894 at 50). Starting from the adjacent
-    layer's layout does not need more.
+    neighbours), so a fixed budget of point-epochs keeps one projection near 1.5 s on two idle
+    CPU cores (2-3 s under load) whatever the number of tokens. What it costs: on the SmolLM2
+    layer-15 cloud (5704 distinct tokens, 131 epochs) trustworthiness at 10 neighbours is 0.914
+    against 0.919-0.921 at umap-learn's default of 500 epochs, and the share of 15 nearest
+    neighbours kept in 2-D 0.49 against 0.51; at 50 epochs layouts are visibly unconverged
+    (0.89-0.90), hence the floor. Starting from the adjacent layer's layout needs no more.
 
     Examples
     --------

@@ -184,7 +184,11 @@ class Session(t.HasTraits):
     # ---- public control ------------------------------------------------------------------
     def run(self) -> Session:
         """Start (or restart after a cancel or an error) the computation."""
-        if self._fixed_states is None and proj.umap_available():
+        if (
+            self._fixed_states is None
+            and self.projection_method == "umap"
+            and proj.umap_available()
+        ):
             proj.warm_up(background=True)  # hide UMAP's compile time behind the extraction
         with self._lock:
             self._started = True
@@ -349,7 +353,8 @@ class Session(t.HasTraits):
         curve, overlays = self._curves(snap, states, graphs)
         self._publish_curves(curve, overlays, snap)
         if self._layer_auto and self.layer < 0:
-            peak = int(curve.loc[curve["dimension"].idxmax(), "layer"])
+            dims = curve["dimension"].to_numpy(dtype=float)
+            peak = int(curve["layer"].to_numpy()[np.nanargmax(dims)])
             self._set_layer_quietly(peak)
             snap = self._params()
             layer = peak

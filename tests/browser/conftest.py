@@ -91,7 +91,8 @@ def jupyter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
-        shutil.copy(root / "server.log", ARTIFACTS / "jupyter-server.log") if ARTIFACTS.exists() else None
+        if ARTIFACTS.exists():
+            shutil.copy(root / "server.log", ARTIFACTS / "jupyter-server.log")
 
 
 @pytest.fixture(scope="session")

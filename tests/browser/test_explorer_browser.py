@@ -47,8 +47,7 @@ def test_explorer_views_link_through_python(jupyter, browser, tiny_dir, artifact
         "from tokendim_widgets import Explorer\n"
         f"ex = Explorer(model={folder!r}, prompts={_prompts()!r}, projection_method='pca', k=5)\n"
         "ex",
-        "ex.wait(300)\n"
-        "print('READY', ex.session.status, ex.session.hidden_states.n_layers)",
+        "ex.wait(300)\nprint('READY', ex.session.status, ex.session.hidden_states.n_layers)",
         "print(f'STATE layer={int(ex.layer)} selected={len(ex.selected_tokens)}')",
     ]
     write_notebook(jupyter["root"] / "e2e.ipynb", cells)
@@ -57,14 +56,16 @@ def test_explorer_views_link_through_python(jupyter, browser, tiny_dir, artifact
     outside: list[str] = []
     page.on(
         "request",
-        lambda r: outside.append(r.url)
-        if not r.url.startswith((jupyter["url"], "data:", "blob:", "ws://127.0.0.1"))
-        else None,
+        lambda r: (
+            outside.append(r.url)
+            if not r.url.startswith((jupyter["url"], "data:", "blob:", "ws://127.0.0.1"))
+            else None
+        ),
     )
     page.goto(f"{jupyter['url']}/lab/tree/e2e.ipynb")
     run_all(page)
     wait_output(page, r"READY done 4", timeout=300)
-    page.wait_for_selector(".tdw-root[data-view='explorer'] .tdw-view[data-view='heatmap'][data-tokens]")
+    page.wait_for_selector(".tdw-view[data-view='heatmap'][data-tokens]")
 
     # Every view rendered something.
     explorer = page.locator(".tdw-root[data-view='explorer']")
@@ -137,7 +138,8 @@ def test_explorer_views_link_through_python(jupyter, browser, tiny_dir, artifact
             const heatmap = {ROOT}.__tdw.view.heatmap;
             const r = heatmap.wrap.getBoundingClientRect();
             const box = heatmap.plotBox();
-            return {{x: r.left + (box.x0 + box.x1) / 2, y: r.top + box.y0 + heatmap.rowHeight() / 2}};
+            const y = r.top + box.y0 + heatmap.rowHeight() / 2;
+            return {{x: r.left + (box.x0 + box.x1) / 2, y}};
         }}""",
     )
     page.mouse.move(first_row["x"], first_row["y"] + 10)

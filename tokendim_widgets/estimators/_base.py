@@ -219,7 +219,7 @@ def _index(keep: np.ndarray, t: Any) -> Any:
 
 
 def unique_points(X: Any, knn: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """(distinct rows as float array, keep, inverse, threshold-free) for coordinate estimators.
+    """(distinct rows, keep, inverse, number of input rows) for the coordinate estimators.
 
     When ``knn`` is a graph of ``X``, its ``keep``/``inverse`` are reused (no second
     deduplication); otherwise ``X`` is deduplicated here.

@@ -408,7 +408,7 @@ def _count_pairs(
     All pairs go through float32 products of the centred cloud (the curve is counted from
     them: a plot). Every pair that could be closer than the largest fit radius, given the
     float32 error bound, is then measured exactly (norm of the float64 difference of the input
-    rows), so the window counts are exact, as in :func:`tokendim_widgets.knn.knn`.
+    rows), so the window counts are exact (the kNN search screens and verifies the same way).
     """
     m, dim = xs.shape
     wide = torch.float64 if dev.type != "mps" else torch.float32

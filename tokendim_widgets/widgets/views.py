@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import uuid
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -52,7 +54,7 @@ def _bytes_trait() -> t.Bytes:
     return t.Bytes(b"").tag(sync=True, from_json=_from_json_bytes)
 
 
-class SessionView(anywidget.AnyWidget):  # type: ignore[misc]
+class SessionView(anywidget.AnyWidget):
     """Base class of the views: every protocol trait, bound to a session.
 
     Subclasses pick the front-end view (``_view``) and the groups of session results they
@@ -78,7 +80,7 @@ class SessionView(anywidget.AnyWidget):  # type: ignore[misc]
     token_prompt = _bytes_trait()
     token_position = _bytes_trait()
     # curve
-    curves = t.List().tag(sync=True)
+    curves: t.List[Any] = t.List().tag(sync=True)
     curve_ylabel = t.Unicode("intrinsic dimension").tag(sync=True)
     # scatter
     projection = _bytes_trait()
@@ -88,16 +90,16 @@ class SessionView(anywidget.AnyWidget):  # type: ignore[misc]
     local_id = _bytes_trait()
     local_id_range = t.List([0.0, 1.0]).tag(sync=True)
     # metrics
-    metrics = t.List().tag(sync=True)
-    metrics_columns = t.List().tag(sync=True)
+    metrics: t.List[Any] = t.List().tag(sync=True)
+    metrics_columns: t.List[Any] = t.List().tag(sync=True)
     # controls
     model_ref = t.Unicode("").tag(sync=True)
-    model_choices = t.List().tag(sync=True)
+    model_choices: t.List[Any] = t.List().tag(sync=True)
     prompt_set = t.Unicode("").tag(sync=True)
-    prompt_choices = t.List().tag(sync=True)
+    prompt_choices: t.List[Any] = t.List().tag(sync=True)
     shuffled = t.Bool(False).tag(sync=True)
     estimator = t.Unicode("twonn").tag(sync=True)
-    estimator_choices = t.List().tag(sync=True)
+    estimator_choices: t.List[Any] = t.List().tag(sync=True)
     k = t.Int(20).tag(sync=True)
     scale = t.Int(0).tag(sync=True)
     cloud = t.Unicode("all").tag(sync=True)
@@ -270,6 +272,160 @@ class SessionView(anywidget.AnyWidget):  # type: ignore[misc]
         """Block until the results for the current parameters are published."""
         self.session.wait(timeout)
         return self
+
+    # ---- exports -----------------------------------------------------------------------
+    def to_html(
+        self, path: str | Path, *, title: str | None = None, view: str | None = None
+    ) -> Path:
+        """Write this view as one standalone HTML file (offline, still interactive).
+
+        The page holds every layer's projection, so layer clicks, the slider and box / lasso
+        selection keep working without Python; see :func:`tokendim_widgets.export.export_html`.
+
+        Parameters
+        ----------
+        path : str or path
+            The ``.html`` file to write.
+        title : str, optional
+            Page title (default "Intrinsic dimension of <model>").
+        view : str, optional
+            Another view to show ("explorer", "curve", "scatter", "heatmap", "metrics");
+            default this widget's.
+
+        Returns
+        -------
+        pathlib.Path
+
+        Examples
+        --------
+        >>> explorer.to_html("explorer.html")  # doctest: +SKIP
+        PosixPath('explorer.html')
+        """
+        from ..export import export_html
+
+        return export_html(self, path, title=title, view=view)
+
+    def export_data(
+        self, folder: str | Path, *, format: str = "parquet", all_layers: bool = False
+    ) -> dict[str, Path]:
+        """Write the curves, metrics, local-ID matrix and projections to ``folder``.
+
+        ``format`` is "parquet" (needs pyarrow: ``pip install "tokendim-widgets[export]"``) or
+        "csv"; see :func:`tokendim_widgets.export.export_data`. Returns table name -> file.
+
+        Examples
+        --------
+        >>> explorer.export_data("results", format="csv")  # doctest: +SKIP
+        """
+        from ..export import export_data
+
+        return export_data(self, folder, format=format, all_layers=all_layers)
+
+    def to_parquet(self, folder: str | Path, *, all_layers: bool = False) -> dict[str, Path]:
+        """:meth:`export_data` as Parquet files."""
+        return self.export_data(folder, format="parquet", all_layers=all_layers)
+
+    def to_csv(self, folder: str | Path, *, all_layers: bool = False) -> dict[str, Path]:
+        """:meth:`export_data` as CSV files."""
+        return self.export_data(folder, format="csv", all_layers=all_layers)
+
+    def export_image(
+        self,
+        view: str,
+        format: str = "png",
+        path: str | Path | None = None,
+        *,
+        timeout: float = 30.0,
+    ) -> Future[Path]:
+        """Ask the displayed widget for a PNG or SVG of one chart and write it to ``path``.
+
+        The image is drawn in the browser, so the widget must be displayed in a running
+        notebook. The request goes out at once, but the browser's reply is only processed
+        once the cell that asked has **finished** (a cell cannot wait for a comm message):
+        the file appears after the cell, and the returned future resolves then. Check it in a
+        later cell (``future.result()``), or just look for the file.
+
+        Parameters
+        ----------
+        view : {"curve", "scatter", "heatmap"}
+            The chart; "" means the only chart of a standalone view.
+        format : {"png", "svg"}, default "png"
+            PNG at twice the CSS size for the curve; the curve's SVG is real SVG, the scatter's
+            and heatmap's embed their PNG.
+        path : str or path, optional
+            Default ``<view>.<format>`` in the working directory.
+        timeout : float, default 30
+            Seconds to wait for the reply, counted from this call. Then the future fails with
+            a :class:`~tokendim_widgets.TokendimError` saying the widget is not displayed.
+
+        Returns
+        -------
+        concurrent.futures.Future
+            Resolves to the :class:`~pathlib.Path` written, or fails with TokendimError.
+
+        Examples
+        --------
+        >>> explorer  # doctest: +SKIP
+        >>> done = explorer.export_image("curve", "svg", "curve.svg")  # doctest: +SKIP
+        >>> done.result()  # in a later cell  # doctest: +SKIP
+        PosixPath('curve.svg')
+        """
+        fmt = str(format).lower()
+        if fmt not in ("png", "svg"):
+            raise TokendimError(f"Unknown image format {format!r}: choose 'png' or 'svg'.")
+        if view not in ("curve", "scatter", "heatmap", ""):
+            raise TokendimError(
+                f"Unknown chart {view!r}: choose 'curve', 'scatter' or 'heatmap' "
+                "('' for the only chart of a standalone view)."
+            )
+        if not timeout > 0:
+            raise TokendimError(f"timeout must be a positive number of seconds, got {timeout!r}.")
+        target = Path(path if path is not None else f"{view or self._view}.{fmt}").expanduser()
+        if not hasattr(self, "_image_requests"):
+            # One handler for every request (added once), so replies never change the list of
+            # message callbacks while ipywidgets iterates over it.
+            self._image_requests: dict[str, tuple[Future[Path], Path, str, Any]] = {}
+            self.on_msg(self._on_image_reply)
+        request_id = uuid.uuid4().hex
+        future: Future[Path] = Future()
+        timer = threading.Timer(timeout, self._image_timed_out, args=(request_id, timeout))
+        timer.daemon = True
+        self._image_requests[request_id] = (future, target, fmt, timer)
+        timer.start()
+        self.send({"type": "export", "view": view, "format": fmt, "request_id": request_id})
+        return future
+
+    def _on_image_reply(self, widget: Any, content: Any, buffers: Any) -> None:
+        if not isinstance(content, dict) or content.get("type") != "export_result":
+            return
+        request_id = str(content.get("request_id"))
+        self._exports.pop(request_id, None)
+        # The first reply wins (a widget displayed twice answers twice); pop is atomic.
+        entry = self._image_requests.pop(request_id, None)
+        if entry is None:
+            return
+        future, target, fmt, timer = entry
+        timer.cancel()
+        from ..export import write_image
+
+        try:
+            future.set_result(write_image(target, fmt, content))
+        except TokendimError as exc:
+            future.set_exception(exc)
+
+    def _image_timed_out(self, request_id: str, timeout: float) -> None:
+        entry = self._image_requests.pop(request_id, None)
+        if entry is None:
+            return
+        future, target, fmt, _ = entry
+        future.set_exception(
+            TokendimError(
+                f"No {fmt.upper()} came back for {target.name} within {timeout:g} s: the widget "
+                "must be displayed in a running notebook. Show it first (end a cell with it), "
+                "then call export_image at the end of a cell: the browser answers once that "
+                "cell has finished."
+            )
+        )
 
 
 def _prompts_from_text(text: str) -> Any:
