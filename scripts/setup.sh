@@ -33,3 +33,7 @@ echo "==> building the front end (js/)"
 if [ "$want_test" = 1 ]; then extras="dev"; else extras="all"; fi
 echo "==> installing tokendim-widgets[$extras]"
 pip install -q -e ".[$extras]"
+# Compile UMAP's numba kernels once, into their on-disk cache, so that the first projection in
+# a notebook does not pay a minute of JIT compilation.
+.venv/bin/python -c "import tokendim_widgets.projection as p; p.warm_up(background=False)" \
+  || echo "!! UMAP warm-up failed; projections will compile on first use"

@@ -141,3 +141,28 @@ def test_pinned_curves_stay_beside_new_ones(session):
 def test_unknown_parameter_is_rejected():
     with pytest.raises(TokendimError, match="Unknown session parameter"):
         Session(estimatr="mle")
+
+
+def test_a_model_reference_and_its_shuffled_control(tiny_dir):
+    prompts = [
+        "The quick brown fox jumps over the lazy dog.",
+        "A language model moves each token through its layers.",
+        "She opened the door, looked outside and smiled at the rain.",
+    ] * 8
+    s = Session(model=tiny_dir("llama"), prompts=prompts, projection_method="pca", k=5)
+    try:
+        s.run().wait(120)
+        plain = s.hidden_states.tokens
+        assert s.hidden_states.n_layers == 4 and len(s.curve) == 4
+        s.shuffled = True
+        s.wait(120)
+        shuffled = s.hidden_states.tokens
+        # The same tokens in each prompt, in another order.
+        for p in range(len(prompts)):
+            a = plain.loc[plain["prompt"] == p, "token_id"].tolist()
+            b = shuffled.loc[shuffled["prompt"] == p, "token_id"].tolist()
+            assert sorted(a) == sorted(b)
+        assert (plain["token_id"].to_numpy() != shuffled["token_id"].to_numpy()).any()
+        assert len(s.curve) == 4 and s.error == ""
+    finally:
+        s.close()

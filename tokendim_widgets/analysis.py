@@ -297,8 +297,8 @@ def summarize(curve: pd.DataFrame) -> pd.Series:
     >>> import pandas as pd
     >>> curve = pd.DataFrame({"layer": [0, 1, 2, 3], "dimension": [4.0, 12.0, 9.0, 6.0]})
     >>> m = summarize(curve)
-    >>> m["working_dimension"], m["working_layer"], m["contraction_ratio"]
-    (12.0, 1, 2.0)
+    >>> m[["working_dimension", "working_layer", "contraction_ratio"]].tolist()
+    [12.0, 1.0, 2.0]
     """
     if len(curve) == 0:
         raise TokendimError("The curve is empty: nothing to summarise.")

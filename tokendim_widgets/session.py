@@ -390,10 +390,14 @@ class Session(t.HasTraits):
         prompts = as_prompt_set(snap["prompts"])
         self._set(status="loading model", progress=0.0, eta_seconds=-1.0, tokens_per_second=0.0)
         model: Any = snap["model"]
+        input_ids = None
         if snap["shuffled"]:
-            loaded = self._load(snap)
-            prompts = prompts.shuffled(loaded[1])
-            model = loaded
+            # The exact control: the same token ids, permuted within each prompt (decoding and
+            # re-tokenising shuffled text would merge or split a few tokens).
+            model = self._load(snap)
+            input_ids = prompts.shuffled_token_ids(model[1])
+        elif self._loaded is not None and self._loaded[0] == self._load_key(snap):
+            model = self._loaded[1]  # already in memory: no second load for new prompts
         started = time.perf_counter()
 
         def progress(done: int, total: int, rate: float) -> None:
@@ -418,6 +422,7 @@ class Session(t.HasTraits):
             max_tokens=snap["max_tokens"],
             device=snap["device"],
             dtype=snap["dtype"],
+            input_ids=input_ids,
             progress=progress,
             cancel=lambda: self._closed or self._cancel.is_set() or self._changed(snap, STATE_KEYS),
         )
@@ -426,10 +431,14 @@ class Session(t.HasTraits):
         self._states.put(key, states)
         return states
 
+    @staticmethod
+    def _load_key(snap: dict[str, Any]) -> tuple[str, str, str]:
+        return (snap["model"], snap["device"], snap["dtype"])
+
     def _load(self, snap: dict[str, Any]) -> Any:
         from .models import load_model
 
-        key = (snap["model"], snap["device"], snap["dtype"])
+        key = self._load_key(snap)
         if self._loaded is None or self._loaded[0] != key:
             self._loaded = None  # free the old model before loading the next one
             self._loaded = (key, load_model(key[0], device=key[1], dtype=key[2]))
@@ -563,6 +572,13 @@ class Session(t.HasTraits):
         else:
             graph = graphs.graph(layer, spec, 0, k=proj.UMAP_NEIGHBORS)
             init = self._neighbour_layout(states, layer, "umap", snap["drop_first"], rows)
+            if init is None:
+                # Start from the PCA preview on screen, so the preview morphs into the UMAP
+                # layout in the same frame instead of jumping.
+                preview = self._projections.get_fresh(
+                    (id(states), layer, "pca", snap["drop_first"])
+                )
+                init = None if preview is None else np.asarray(preview)[rows]
             Y = proj.umap_2d(X, knn=graph, init="pca" if init is None else init)
         full = np.full((states.n_tokens, 2), np.nan, dtype=np.float32)
         full[rows] = Y

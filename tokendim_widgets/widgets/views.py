@@ -490,35 +490,106 @@ class Explorer(SessionView):
 
 
 class IDCurveView(SessionView):
-    """The layer-wise ID curve with its error band; click a layer to select it."""
+    """The layer-wise ID curve with its error band; click a layer to select it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tokendim_widgets import HiddenStates, Session
+    >>> states = HiddenStates.from_arrays(np.random.default_rng(0).normal(size=(2, 200, 6)))
+    >>> session = Session.from_hidden_states(states, projection_method="pca")
+    >>> view = IDCurveView(session)  # the last line of a cell displays it
+    >>> _ = session.run().wait()
+    >>> view.n_layers, [curve["label"] for curve in view.curves]
+    (2, ['twonn'])
+    >>> view.layer = 0  # what a click on layer 0 does
+    >>> session.layer
+    0
+    >>> session.close()
+    """
 
     _view = t.Unicode("curve").tag(sync=True)
     _needs = frozenset({"curve"})
 
 
 class ProjectionView(SessionView):
-    """The selected layer's 2-D projection (PCA preview, then UMAP), with box/lasso select."""
+    """The selected layer's 2-D projection (PCA preview, then UMAP), with box/lasso select.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tokendim_widgets import HiddenStates, Session
+    >>> states = HiddenStates.from_arrays(np.random.default_rng(0).normal(size=(2, 200, 6)))
+    >>> session = Session.from_hidden_states(states, projection_method="pca")
+    >>> view = ProjectionView(session)
+    >>> _ = session.run().wait()
+    >>> view.projection_kind, len(view.projection) // 8  # float32 (x, y) per token
+    ('pca', 200)
+    >>> view.selected_tokens = [3, 4]  # what a box selection of two points does
+    >>> [int(row) for row in session.selected_tokens]
+    [3, 4]
+    >>> session.close()
+    """
 
     _view = t.Unicode("scatter").tag(sync=True)
     _needs = frozenset({"tokens", "local", "projection"})
 
 
 class TokenHeatmapView(SessionView):
-    """Tokens x layers, coloured by local ID; click a cell to select its token and layer."""
+    """Tokens x layers, coloured by local ID; click a cell to select its token and layer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tokendim_widgets import HiddenStates, Session
+    >>> states = HiddenStates.from_arrays(np.random.default_rng(0).normal(size=(2, 200, 6)))
+    >>> session = Session.from_hidden_states(states, projection_method="pca")
+    >>> view = TokenHeatmapView(session)
+    >>> _ = session.run().wait()
+    >>> view.n_tokens, view.n_layers, len(view.local_id) // 4  # float32 tokens x layers
+    (200, 2, 400)
+    >>> session.close()
+    """
 
     _view = t.Unicode("heatmap").tag(sync=True)
     _needs = frozenset({"tokens", "local"})
 
 
 class MetricsView(SessionView):
-    """The paper's metrics for every curve of the session."""
+    """The paper's metrics for every curve of the session.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tokendim_widgets import HiddenStates, Session
+    >>> states = HiddenStates.from_arrays(np.random.default_rng(0).normal(size=(2, 200, 6)))
+    >>> session = Session.from_hidden_states(states, projection_method="pca")
+    >>> view = MetricsView(session)
+    >>> _ = session.run().wait()
+    >>> [row["curve"] for row in view.metrics]
+    ['twonn']
+    >>> session.close()
+    """
 
     _view = t.Unicode("metrics").tag(sync=True)
     _needs = frozenset({"metrics"})
 
 
 class ControlsView(SessionView):
-    """Model and prompt pickers, estimator parameters, Run / Cancel and progress."""
+    """Model and prompt pickers, estimator parameters, Run / Cancel and progress.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tokendim_widgets import HiddenStates, Session
+    >>> states = HiddenStates.from_arrays(np.random.default_rng(0).normal(size=(2, 200, 6)))
+    >>> session = Session.from_hidden_states(states, projection_method="pca")
+    >>> view = ControlsView(session)
+    >>> view.estimator = "mle"  # what choosing MLE in the menu does
+    >>> session.estimator
+    'mle'
+    >>> session.close()
+    """
 
     _view = t.Unicode("controls").tag(sync=True)
     _needs = frozenset()
