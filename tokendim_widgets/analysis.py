@@ -278,8 +278,13 @@ METRIC_COLUMNS = (
 )
 
 
-def summarize(curve: pd.DataFrame) -> pd.Series:
+def summarize(curve: pd.DataFrame, *, peak_from: int = 1) -> pd.Series:
     """The paper's summary metrics of one ID curve.
+
+    The working-space peak is searched from layer ``peak_from`` on (default 1): layer 0 holds
+    the embeddings, a lookup table of distinct token vectors rather than a computed
+    representation, and its estimate can exceed every later layer's. Pass ``peak_from=0`` to
+    let it compete. ``first_dimension`` is always the curve at its first layer.
 
     ``working_dimension``
         The peak of the curve (the "working space"), at ``working_layer`` and
@@ -308,7 +313,10 @@ def summarize(curve: pd.DataFrame) -> pd.Series:
     finite = np.isfinite(dims)
     if not finite.any():
         raise TokendimError("The curve has no finite dimension to summarise.")
-    peak = int(np.nanargmax(np.where(finite, dims, -np.inf)))
+    eligible = finite & (layers >= peak_from)
+    if not eligible.any():
+        eligible = finite
+    peak = int(np.nanargmax(np.where(eligible, dims, -np.inf)))
     n_layers = int(curve.attrs.get("n_layers", int(layers.max()) + 1))
     last = max(n_layers - 1, 1)
     depth = layers / last
@@ -339,6 +347,8 @@ def _curve_name(curve: pd.DataFrame) -> str:
 
 def compare(
     curves: Mapping[str, pd.DataFrame] | Sequence[pd.DataFrame] | pd.DataFrame,
+    *,
+    peak_from: int = 1,
 ) -> pd.DataFrame:
     """One metrics table for several curves (models, estimators, clouds).
 
@@ -371,7 +381,7 @@ def compare(
         raise TokendimError("compare() needs at least one curve.")
     rows = []
     for label, curve in items:
-        row = summarize(curve).to_dict()
+        row = summarize(curve, peak_from=peak_from).to_dict()
         row.update(
             model=curve.attrs.get("model", ""),
             estimator=curve.attrs.get("estimator", ""),
@@ -380,4 +390,5 @@ def compare(
         rows.append(pd.Series(row, name=label))
     table = pd.DataFrame(rows)
     table.index.name = "curve"
+    table["working_layer"] = table["working_layer"].astype(int)
     return table[["model", "estimator", "cloud", *METRIC_COLUMNS]]

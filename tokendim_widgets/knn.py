@@ -107,6 +107,10 @@ def _as_tensor(X: Any, name: str = "X") -> torch.Tensor:
             raise TokendimError(f"{name} must be real-valued, got dtype {arr.dtype}.")
         if arr.dtype not in (np.float32, np.float64):
             arr = arr.astype(np.float64)
+        elif not arr.flags.writeable:
+            # Memory-mapped cache entries are read-only; torch.from_numpy warns on those
+            # (and tensors must not write through to the cache), so take a copy.
+            arr = np.array(arr)
         t = torch.from_numpy(np.ascontiguousarray(arr))
     if t.ndim != 2:
         raise TokendimError(

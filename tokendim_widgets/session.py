@@ -35,7 +35,7 @@ import pandas as pd
 import traitlets as t
 
 from . import projection as proj
-from .analysis import compare, estimator_label, id_curve, local_id
+from .analysis import compare, estimator_label, id_curve, local_id, summarize
 from .clouds import CLOUDS, CloudSpec
 from .errors import Cancelled, TokendimError
 from .estimators import ESTIMATORS, make_estimator
@@ -353,8 +353,7 @@ class Session(t.HasTraits):
         curve, overlays = self._curves(snap, states, graphs)
         self._publish_curves(curve, overlays, snap)
         if self._layer_auto and self.layer < 0:
-            dims = curve["dimension"].to_numpy(dtype=float)
-            peak = int(curve["layer"].to_numpy()[np.nanargmax(dims)])
+            peak = int(summarize(curve)["working_layer"])
             self._set_layer_quietly(peak)
             snap = self._params()
             layer = peak

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..analysis import summarize
+
 
 def int32_bytes(values: Any) -> bytes:
     """Little-endian int32 bytes of an integer array."""
@@ -65,7 +67,7 @@ def curves_payload(curves: Mapping[str, pd.DataFrame]) -> list[dict[str, Any]]:
     for label, curve in curves.items():
         dims = curve["dimension"].to_numpy(dtype=float)
         finite = np.isfinite(dims)
-        peak = int(curve["layer"].to_numpy()[np.nanargmax(np.where(finite, dims, -np.inf))])
+        peak = int(summarize(curve)["working_layer"]) if finite.any() else None
         out.append(
             {
                 "label": str(label),
@@ -75,7 +77,7 @@ def curves_payload(curves: Mapping[str, pd.DataFrame]) -> list[dict[str, Any]]:
                 "dimension": _finite_or_none(dims),
                 "lower": _finite_or_none(curve["lower"]),
                 "upper": _finite_or_none(curve["upper"]),
-                "peak_layer": peak if finite.any() else None,
+                "peak_layer": peak,
             }
         )
     return out
