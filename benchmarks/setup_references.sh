@@ -42,7 +42,7 @@ pip=("$env_dir/bin/python" -m pip --disable-pip-version-check)
 # comes from dadapy's own requirements. psutil is not needed: the workers read /proc.
 "${pip[@]}" install "numpy<2" "dadapy==0.3.4"
 
-# Smoke check: the three calls the benchmark makes, on a small seeded cloud.
+# Smoke check on a small seeded cloud: the two calls the benchmark makes, and the 2NN ML variant.
 "$env_dir/bin/python" - <<'EOF'
 import numpy as np
 from dadapy import Data
