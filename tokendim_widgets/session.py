@@ -22,12 +22,11 @@ How it stays fast and correct
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -640,10 +639,3 @@ def _same(a: Any, b: Any) -> bool:
         return bool(a == b)
     except (TypeError, ValueError):
         return False
-
-
-def watch(session: Session, callback: Callable[[dict[str, Any]], None]) -> None:
-    """Call ``callback`` on every change of a result trait (a small helper for notebooks)."""
-    names = ["curve", "local_ids", "projection", "metrics", "status", "error"]
-    with contextlib.suppress(ValueError):
-        session.observe(callback, names=names)

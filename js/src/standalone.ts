@@ -14,7 +14,7 @@
 // Nothing is fetched: the page works from file:// with the network off.
 
 import { mount, type Rendered } from "./index";
-import type { WidgetModel } from "./model";
+import { LocalModel } from "./local_model";
 
 /** id of the element that holds the export's JSON. */
 export const DATA_ELEMENT_ID = "tdw-data";
@@ -37,7 +37,6 @@ export interface StaticExport {
   projections?: { kinds: string[]; n_tokens: number; data: string } | null;
 }
 
-type Handler = (...args: any[]) => void;
 
 /** Decode base64 (standard alphabet, padding optional) into bytes. */
 export function decodeBase64(text: string): Uint8Array {
@@ -86,25 +85,14 @@ export class LayerProjections {
  * The WidgetModel of a standalone page: traits live in the page; `layer` changes bring that
  * layer's embedded projection; messages meant for Python are recorded and otherwise ignored.
  */
-export class StaticModel implements WidgetModel {
-  /** Messages the views sent (a kernel would have received them). */
-  readonly sent: unknown[] = [];
-  /** Number of save_changes calls (nothing is saved anywhere: there is no kernel). */
-  saves = 0;
-  private readonly state: Record<string, unknown>;
-  private readonly handlers = new Map<string, Set<Handler>>();
-
+export class StaticModel extends LocalModel {
   constructor(
     initial: Record<string, unknown>,
     readonly projections: LayerProjections | null = null,
   ) {
-    this.state = { ...initial };
+    super(initial);
     const layer = this.state.layer;
     if (typeof layer === "number") Object.assign(this.state, this.projectionTraits(layer));
-  }
-
-  get(name: string): unknown {
-    return this.state[name];
   }
 
   set(name: string, value: unknown): void {
@@ -115,65 +103,10 @@ export class StaticModel implements WidgetModel {
     this.setMany(values);
   }
 
-  /** Set several traits, then fire their change events (as a kernel update does). */
-  setMany(values: Record<string, unknown>): void {
-    const changed = Object.keys(values).filter((k) => this.state[k] !== values[k]);
-    for (const k of changed) this.state[k] = values[k];
-    for (const k of changed) this.emit(`change:${k}`, this, values[k]);
-    if (changed.length > 0) this.emit("change", this);
-  }
-
-  save_changes(): void {
-    this.saves += 1;
-  }
-
-  on(event: string, callback: Handler): void {
-    let set = this.handlers.get(event);
-    if (!set) {
-      set = new Set();
-      this.handlers.set(event, set);
-    }
-    set.add(callback);
-  }
-
-  off(event?: string | null, callback?: Handler | null): void {
-    if (!event) {
-      this.handlers.clear();
-      return;
-    }
-    if (!callback) {
-      this.handlers.delete(event);
-      return;
-    }
-    this.handlers.get(event)?.delete(callback);
-  }
-
-  send(content: unknown): void {
-    this.sent.push(content);
-  }
-
-  /** Deliver a custom message as if Python had sent it (an image export request, in tests). */
-  receive(content: unknown): void {
-    this.emit("msg:custom", content, []);
-  }
-
-  /** Number of listeners (leak checks in tests). */
-  listenerCount(): number {
-    let n = 0;
-    for (const set of this.handlers.values()) n += set.size;
-    return n;
-  }
-
   private projectionTraits(layer: number): Record<string, unknown> {
     const p = this.projections;
     if (!p || !p.has(layer)) return {};
     return { projection: p.view(layer), projection_kind: p.kinds[layer], projection_layer: layer };
-  }
-
-  private emit(event: string, ...args: unknown[]): void {
-    const set = this.handlers.get(event);
-    if (!set) return;
-    for (const handler of [...set]) handler(...args);
   }
 }
 

@@ -80,3 +80,19 @@ def wait_output(page: Any, pattern: str, *, timeout: float = 60) -> str:
         timeout=timeout * 1000,
     )
     return str(handle.json_value())
+
+
+def box_select_scatter(page: Any, root: str) -> None:
+    """Drag a box over most of the scatter of the views under the JS expression ``root``."""
+    box = page.evaluate(
+        f"""() => {{
+            const r = {root}.__tdw.view.scatter.stage.getBoundingClientRect();
+            return {{x: r.left, y: r.top, w: r.width, h: r.height}};
+        }}"""
+    )
+    page.mouse.move(box["x"] + box["w"] * 0.05, box["y"] + box["h"] * 0.05)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["w"] * 0.5, box["y"] + box["h"] * 0.6, steps=8)
+    page.mouse.move(box["x"] + box["w"] * 0.95, box["y"] + box["h"] * 0.95, steps=8)
+    page.mouse.up()
+    page.wait_for_timeout(300)

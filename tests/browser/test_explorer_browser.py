@@ -11,7 +11,14 @@ import io
 from typing import Any
 
 import pytest
-from browser_helpers import non_blank, run_all, run_cell, wait_output, write_notebook
+from browser_helpers import (
+    box_select_scatter,
+    non_blank,
+    run_all,
+    run_cell,
+    wait_output,
+    write_notebook,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -110,20 +117,7 @@ def test_explorer_views_link_through_python(jupyter, browser, tiny_dir, artifact
     views["scatter"].screenshot(path=str(artifacts / f"view-scatter-layer{target}.png"))
 
     # A box selection in the scatter reaches Python and highlights rows in the heatmap.
-    box = _js(
-        page,
-        f"""() => {{
-            const scatter = {ROOT}.__tdw.view.scatter;
-            const r = scatter.stage.getBoundingClientRect();
-            return {{x: r.left, y: r.top, w: r.width, h: r.height}};
-        }}""",
-    )
-    page.mouse.move(box["x"] + box["w"] * 0.05, box["y"] + box["h"] * 0.05)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["w"] * 0.5, box["y"] + box["h"] * 0.6, steps=8)
-    page.mouse.move(box["x"] + box["w"] * 0.95, box["y"] + box["h"] * 0.95, steps=8)
-    page.mouse.up()
-    page.wait_for_timeout(300)
+    box_select_scatter(page, ROOT)
     selected = int(views["scatter"].get_attribute("data-selected"))
     assert selected > 0
     assert int(views["heatmap"].get_attribute("data-selected")) == selected

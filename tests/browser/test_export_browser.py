@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from browser_helpers import non_blank
+from browser_helpers import box_select_scatter, non_blank
 from planted import planted_layers
 
 from tokendim_widgets import HiddenStates, Session
@@ -133,18 +133,7 @@ def test_export_renders_offline_and_stays_interactive(browser, page_file, artifa
         assert page.evaluate("() => window.tdwStatic.model.get('projection_layer')") == target - 1
 
         # A box selection in the scatter selects tokens there and in the heatmap.
-        box = page.evaluate(
-            f"""() => {{
-                const r = {ROOT}.__tdw.view.scatter.stage.getBoundingClientRect();
-                return {{x: r.left, y: r.top, w: r.width, h: r.height}};
-            }}"""
-        )
-        page.mouse.move(box["x"] + box["w"] * 0.05, box["y"] + box["h"] * 0.05)
-        page.mouse.down()
-        page.mouse.move(box["x"] + box["w"] * 0.5, box["y"] + box["h"] * 0.6, steps=8)
-        page.mouse.move(box["x"] + box["w"] * 0.95, box["y"] + box["h"] * 0.95, steps=8)
-        page.mouse.up()
-        page.wait_for_timeout(300)
+        box_select_scatter(page, ROOT)
         selected = int(views["scatter"].get_attribute("data-selected"))
         assert selected > 0
         assert int(views["heatmap"].get_attribute("data-selected")) == selected
