@@ -8,9 +8,10 @@ What it measures, at N = 2000, 5000 and 10000 points in D = 768 (float32):
   ours = one kNN graph (64 neighbours), then the four estimators on it; the references = the
   faster reference of each estimator, one after another (nothing is shared between those calls,
   so their suite costs the sum of the four single timings, which is what is reported). "suite":
-  our correlation dimension still counts all pairs of points, as the reference does;
-  "suite_graph": it counts only the pairs the graph holds (no second pass over all pairs; exact
-  while no point has all its 64 neighbours inside the window, see "censored").
+  our correlation dimension's window counts are those of all pairs, exact, as the reference's
+  (the graph's lists, plus an exact pass for the few points whose 64 neighbours all lie inside
+  the window); "suite_graph": it counts only the pairs the graph holds (exact while no point
+  has all its 64 neighbours inside the window, see "censored").
 
 Every measurement runs in a fresh worker process (benchmarks/refs/run_*.py) that loads the same
 .npy file, imports its library, then times the estimator call alone, ``--calls`` times (default

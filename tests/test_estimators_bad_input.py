@@ -97,6 +97,8 @@ def test_too_few_distinct_points_says_duplicates_were_merged():
         (CorrelationDimension(r_max=float("inf")), "r_max"),
         (CorrelationDimension(method="secant"), "method"),
         (CorrelationDimension(n_radii=1), "n_radii"),
+        (CorrelationDimension(curve_points=0), "curve_points"),
+        (CorrelationDimension(curve_points=2.5), "curve_points"),
         (CorrelationDimension(max_points=2), "max_points"),
         (PCADimension(method="eigen"), "method"),
         (PCADimension(threshold=0.0), "threshold"),

@@ -2,21 +2,26 @@
 
 Exact neighbours, fast
 ----------------------
-:func:`knn` searches all pairs with chunked matrix products (torch: the GPU when there is one,
+:func:`knn` searches all pairs with tiled matrix products (torch: the GPU when there is one,
 otherwise every CPU thread torch is allowed). Squared distances from the expansion
 ``|x|^2 + |y|^2 - 2 x.y`` in float32 lose all precision when the norms are large against the
 neighbour distance (hidden states of language models: the first position has ~150x the median
 norm; a common offset of 100 makes a naive float32 search return r1 = 0 for most points). So:
 
 1. the cloud is centred first (mean in float64);
-2. float32 products only *select* ``k + margin`` candidates per point (self excluded by index);
+2. low-precision products only *screen* ``k + margin`` candidates per point (self excluded by
+   index). Distances are symmetric, so only the tiles on and above the diagonal are computed,
+   each offering candidates to its rows and to its columns; a running per-row threshold keeps
+   the selection to one comparison per pair. The screen is float32, or bfloat16 on CPUs that
+   multiply bfloat16 in hardware (twice the rate; ``screen=`` chooses);
 3. the candidates' distances are recomputed directly, as norms of the differences of the
    input rows in the input's precision, and re-ranked (ties broken by the lower index). A
    difference of two floats is correctly rounded, so the distances are accurate to ~1e-6
    relative for float32 input (the rounding of a float32 sum of squares) and ~1e-15 for
    float64, whatever the offset or the norms;
-4. each point's selection is verified: if the float32 error bound could have let a true
-   neighbour fall outside the candidates, that point is searched again in float64.
+4. each point's selection is verified against the screen's error bound: if a true neighbour
+   could have fallen outside the candidates, that point is screened again in float32 (after
+   bfloat16) and, if float32 cannot certify it either, searched in float64.
 
 Returned distances are float64 (ascending) and indices int64; the point itself is never its
 own neighbour, even when an exact copy of it exists.
@@ -50,7 +55,9 @@ silent zero.
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,16 +81,14 @@ __all__ = [
 #: radius apart) and far above float32 noise on a copy (~1e-7 of its norm).
 DEFAULT_RTOL = 1e-5
 
-# Bytes of the (rows x points) float32 block of one matrix product: bounds the memory of the
-# search independently of n. On the CPU a block that stays near the caches is fastest
-# (measured at n = 10^4, D = 768: 256-512 rows beat 3000 rows by 2x); on a GPU memory is
-# plentiful and each launch costs, so blocks are large. Never fewer than _MIN_ROWS rows, which
-# a matrix product needs to run at full speed.
-_CPU_BLOCK_BYTES = 16 * 2**20
-_GPU_BLOCK_BYTES = 1024 * 2**20
-_MIN_ROWS = 64
-# Bytes of the gathered candidate rows of one re-rank step (small: it stays near the caches).
-_RERANK_BYTES = 8 * 2**20
+# Rows (and columns) of one square tile of the screening products: a tile's products and its
+# top-m selections stay near the caches on a CPU; on a GPU each launch costs, so tiles are large.
+_CPU_TILE = 1024
+_GPU_TILE = 8192
+# Bytes of the gathered candidate rows of one re-rank step: small, so the rows are differenced
+# while still in the caches (at D = 768 on 2 cores: 4 MiB 0.19 s, 1 MiB 0.26 s, 0.5 MiB 0.28 s
+# for 10^4 x 80 candidates; torch.cdist on 8 MiB steps took 3-4x longer).
+_RERANK_BYTES = 4 * 2**20
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,6 +163,7 @@ def knn(
     *,
     device: str | torch.device | None = "auto",
     chunk_size: int | None = None,
+    screen: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact Euclidean k nearest neighbours of every row of ``X`` (the row itself excluded).
 
@@ -171,8 +177,13 @@ def knn(
         Where the products run: ``"auto"`` picks CUDA, then MPS, else the CPU (with the
         threads torch is set to use; this function changes no global torch setting).
     chunk_size : int, optional
-        Rows per matrix product. The default bounds each (rows x n) float32 block to
-        16 MiB on the CPU and 1 GiB on a GPU (but takes at least 64 rows).
+        Rows (and columns) of one tile of the screening products: 1024 on the CPU, 8192 on
+        a GPU by default. Memory beyond the input is a few copies of it plus a few tiles.
+    screen : {"auto", "float32", "bfloat16"}, default "auto"
+        Precision of the products that *select* candidates (the distances returned are
+        always recomputed exactly, and every selection is verified, so the result does not
+        depend on it). ``"auto"`` takes bfloat16 on CPUs that multiply it in hardware
+        (AVX512-BF16 or AMX: twice the float32 rate), float32 elsewhere.
 
     Returns
     -------
@@ -195,13 +206,16 @@ def knn(
     n = int(t.shape[0])
     k = _check_k(k, n)
     dev = resolve_device(device)
-    return _search(t, k, dev, chunk_size)
+    return _search(t, k, dev, chunk_size, screen)
 
 
-def _margin(k: int) -> int:
-    # Extra candidates re-ranked directly: they absorb float32 ranking noise among near-ties.
-    # Few are needed, since each point's selection is verified (and searched again in
-    # float64 if it cannot be); every candidate costs a gathered row in the re-rank.
+def _margin(k: int, screen: str) -> int:
+    # Extra candidates re-ranked directly: they absorb the screen's ranking noise among
+    # near-ties. Each point's selection is verified afterwards (and searched again if it cannot
+    # be), so the margin trades re-rank work (a gathered row per candidate) against rows
+    # searched twice. bfloat16 ranks to ~0.4% of a distance, so it gets a wider margin.
+    if screen == "bfloat16":
+        return max(8, k // 4)
     return max(4, k // 8)
 
 
@@ -214,22 +228,293 @@ def _column_mean(t: torch.Tensor, dev: torch.device, step: int) -> torch.Tensor:
     return total / t.shape[0]
 
 
+@functools.lru_cache(maxsize=1)
+def _cpu_has_bf16_dot() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX).
+
+    Without it torch emulates bfloat16 products, several times slower than float32.
+    """
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
+
+
+def _check_screen(screen: Any, dev: torch.device) -> str:
+    if screen not in ("auto", "float32", "bfloat16"):
+        raise TokendimError(f"screen must be 'auto', 'float32' or 'bfloat16', got {screen!r}.")
+    if screen == "auto":
+        # bfloat16 products run at twice the float32 rate on CPUs with AVX512-BF16/AMX. On
+        # GPUs float32 is kept: the search is rarely the bottleneck there and it is untested.
+        return "bfloat16" if dev.type == "cpu" and _cpu_has_bf16_dot() else "float32"
+    return str(screen)
+
+
+class _Screen:
+    """Approximate squared distances of tiles of the centred cloud, for candidate selection.
+
+    float32: ``|x_i|^2 + |x_j|^2 - 2 x_i.x_j`` from one float32 product per tile.
+
+    bfloat16: the rows rounded to bfloat16 (``h``), and one product of augmented rows
+    ``[h_i, s_i, 1] . [-2 h_j, 1, s_j]`` where ``s`` is ``|h|^2`` split into three bfloat16
+    parts, so the product itself returns ``|h_i - h_j|^2`` (accumulated in float32 inside the
+    product, rounded once to bfloat16 at the end: ~0.4% of the *distance*, not of the norms).
+    """
+
+    def __init__(self, xc: torch.Tensor, sq32: torch.Tensor, kind: str) -> None:
+        self.kind = kind
+        self.rho = 0.0
+        self.lost = sq32.new_zeros(0)
+        n = int(xc.shape[0])
+        if kind == "float32":
+            self.left = xc
+            self.sq = sq32
+            return
+        dim = int(xc.shape[1])
+        dev = xc.device
+        # [h, s1, s2, s3, 1, 1, 1] and [-2 h, 1, 1, 1, s1, s2, s3], written in row chunks.
+        self.left = torch.empty((n, dim + 6), dtype=torch.bfloat16, device=dev)
+        self.right = torch.empty((n, dim + 6), dtype=torch.bfloat16, device=dev)
+        sq_h = torch.empty(n, dtype=torch.float32, device=dev)
+        lost = torch.empty(n, dtype=torch.float32, device=dev)
+        for s in range(0, n, 2048):
+            part = xc[s : s + 2048]
+            h = part.to(torch.bfloat16)
+            self.left[s : s + 2048, :dim] = h
+            torch.mul(h, -2.0, out=self.right[s : s + 2048, :dim])  # exact in bfloat16
+            hf = h.to(torch.float32)
+            sq_h[s : s + 2048] = hf.pow(2).sum(dim=1)
+            # What bfloat16 rounding removed from each row bounds the screen's error.
+            lost[s : s + 2048] = (part - hf).pow_(2).sum(dim=1).sqrt_()
+        self.lost = lost
+        norm = sq32.sqrt()
+        ratio = torch.where(norm > 0, lost / norm.clamp_min(1e-300), torch.zeros_like(norm))
+        self.rho = float(ratio.max()) if n else 0.0
+        # |h|^2 as three bfloat16 parts (8 bits each: the 24 bits of the float32 value).
+        rest = sq_h.clone()
+        for col in range(3):
+            p = rest.to(torch.bfloat16)
+            self.left[:, dim + col] = p
+            self.right[:, dim + 3 + col] = p
+            rest -= p.to(torch.float32)
+        self.left[:, dim + 3 :] = 1.0
+        self.right[:, dim : dim + 3] = 1.0
+        self.sq = sq_h  # |h|^2, float32
+
+    def tile(self, a: int, b: int, c: int, d: int) -> torch.Tensor:
+        """Approximate squared distances of rows a:b to rows c:d, float32."""
+        if self.kind == "float32":
+            block = torch.addmm(
+                self.sq[c:d].unsqueeze(0), self.left[a:b], self.left[c:d].t(), alpha=-2.0
+            )
+            return block.add_(self.sq[a:b].unsqueeze(1))
+        return torch.mm(self.left[a:b], self.right[c:d].t()).to(torch.float32)
+
+    def rows(self, rows: torch.Tensor, c: int, d: int) -> torch.Tensor:
+        """Approximate squared distances of the given rows to rows c:d, float32."""
+        if self.kind == "float32":
+            block = torch.addmm(
+                self.sq[c:d].unsqueeze(0), self.left[rows], self.left[c:d].t(), alpha=-2.0
+            )
+            return block.add_(self.sq[rows].unsqueeze(1))
+        return torch.mm(self.left[rows], self.right[c:d].t()).to(torch.float32)
+
+
+def _merge(
+    best_v: torch.Tensor, best_i: torch.Tensor, v: torch.Tensor, i: torch.Tensor, m: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The m smallest of two candidate lists per row (values and their column indices)."""
+    vals = torch.cat([best_v, v], dim=1)
+    idx = torch.cat([best_i, i], dim=1)
+    keep = min(m, vals.shape[1])
+    vals, pos = torch.topk(vals, keep, dim=1, largest=False, sorted=False)
+    return vals, torch.gather(idx, 1, pos)
+
+
+class _Best:
+    """The m smallest screened values offered to each row so far, and each row's threshold.
+
+    The threshold (the m-th smallest kept so far, an upper bound on the final one) lets a tile
+    be screened with one comparison per entry: only entries below their row's threshold are
+    offered. Offers wait in a per-row buffer of ``2 m`` slots and are merged into the row's
+    m best (one top-m over the row's m best and its waiting entries) only when the buffer is
+    full: merging after every tile would select the same m kept values over and over.
+
+    Every entry not kept was at least its row's threshold at the time, hence at least the
+    final m-th smallest value: the largest kept value bounds everything left out, as the
+    verification needs.
+    """
+
+    def __init__(self, n: int, m: int, dev: torch.device) -> None:
+        self.m = m
+        self.slots = 2 * m
+        inf = float("inf")
+        self.values = torch.full((n, m), inf, dtype=torch.float32, device=dev)
+        self.indices = torch.zeros((n, m), dtype=torch.int64, device=dev)
+        self.threshold = torch.full((n,), inf, dtype=torch.float32, device=dev)
+        self.wait_v = torch.full((n, self.slots), inf, dtype=torch.float32, device=dev)
+        self.wait_i = torch.zeros((n, self.slots), dtype=torch.int64, device=dev)
+        self.fill = torch.zeros(n, dtype=torch.int64, device=dev)
+
+    def offer(
+        self, start: int, count: int, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor
+    ) -> None:
+        """Offer entries to rows ``start .. start + count``.
+
+        ``rows`` are positions in that range, ascending (grouped); ``cols`` global indices.
+        """
+        if rows.numel() == 0:
+            return
+        dev = rows.device
+        per_row = torch.bincount(rows, minlength=count)
+        first = torch.cumsum(per_row, 0) - per_row
+        rank = torch.arange(rows.numel(), device=dev) - first[rows]
+        fill = self.fill[start : start + count]
+        over = torch.nonzero(fill + per_row > self.slots).flatten()
+        if over.numel():
+            self.flush(over + start)
+            fill = self.fill[start : start + count]
+            if int(per_row.max()) > self.slots:
+                # More entries for one row than the buffer holds (loose early thresholds):
+                # merge this offer directly.
+                self._merge_direct(start, count, rows, rank, cols, vals, int(per_row.max()))
+                return
+        pos = fill[rows] + rank
+        at = rows + start
+        self.wait_v[at, pos] = vals
+        self.wait_i[at, pos] = cols
+        fill += per_row
+
+    def flush(self, rows: torch.Tensor | None = None) -> None:
+        """Merge the waiting entries of ``rows`` (all rows by default) into their m best."""
+        if rows is None:
+            rows = torch.nonzero(self.fill).flatten()
+        if rows.numel() == 0:
+            return
+        width = int(self.fill[rows].max())
+        pad_v = torch.cat([self.values[rows], self.wait_v[rows, :width]], dim=1)
+        pad_i = torch.cat([self.indices[rows], self.wait_i[rows, :width]], dim=1)
+        v, pos = torch.topk(pad_v, self.m, dim=1, largest=False, sorted=False)
+        self.values[rows] = v
+        self.indices[rows] = torch.gather(pad_i, 1, pos)
+        self.threshold[rows] = v.max(dim=1).values
+        self.wait_v[rows, :width] = float("inf")
+        self.fill[rows] = 0
+
+    def _merge_direct(
+        self,
+        start: int,
+        count: int,
+        rows: torch.Tensor,
+        rank: torch.Tensor,
+        cols: torch.Tensor,
+        vals: torch.Tensor,
+        width: int,
+    ) -> None:
+        m, dev = self.m, rows.device
+        stop = start + count
+        pad_v = torch.full((count, m + width), float("inf"), dtype=torch.float32, device=dev)
+        pad_i = torch.zeros((count, m + width), dtype=torch.int64, device=dev)
+        pad_v[:, :m] = self.values[start:stop]
+        pad_i[:, :m] = self.indices[start:stop]
+        pad_v[rows, m + rank] = vals
+        pad_i[rows, m + rank] = cols
+        v, pos = torch.topk(pad_v, m, dim=1, largest=False, sorted=False)
+        self.values[start:stop] = v
+        self.indices[start:stop] = torch.gather(pad_i, 1, pos)
+        self.threshold[start:stop] = v.max(dim=1).values
+
+
+def _select_symmetric(
+    screen: _Screen, n: int, m: int, tile: int, dev: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The m smallest screened squared distances of every row (self excluded by index).
+
+    Distances are symmetric, so only tiles on and above the diagonal are computed, and each
+    off-diagonal tile offers candidates both to its rows and to its columns: half the
+    products of a row-by-row search. The diagonal tiles come first: their top m per row give
+    every row a threshold before the other tiles are screened against it.
+    """
+    inf = float("inf")
+    best = _Best(n, m, dev)
+    starts = list(range(0, n, tile))
+    for a in starts:
+        b = min(n, a + tile)
+        block = screen.tile(a, b, a, b)
+        block.fill_diagonal_(inf)  # self, by index
+        kr = min(m, b - a - 1)
+        if kr > 0:
+            v, i = torch.topk(block, kr, dim=1, largest=False, sorted=False)
+            best.values[a:b, :kr] = v
+            best.indices[a:b, :kr] = i + a
+            if kr == m:
+                best.threshold[a:b] = v.max(dim=1).values
+    for a in starts:
+        b = min(n, a + tile)
+        for c in starts:
+            if c <= a:
+                continue
+            d = min(n, c + tile)
+            block = screen.tile(a, b, c, d)
+            t_rows, t_cols = best.threshold[a:b], best.threshold[c:d]
+            # One pass over the tile finds the entries either side wants (a handful per row).
+            i, j = torch.nonzero(
+                block < torch.maximum(t_rows.unsqueeze(1), t_cols.unsqueeze(0)), as_tuple=True
+            )
+            v = block[i, j]
+            del block
+            mine = v < t_rows[i]  # row-major: already grouped by row
+            best.offer(a, b - a, i[mine], j[mine] + c, v[mine])
+            theirs = v < t_cols[j]
+            i, j, v = i[theirs], j[theirs], v[theirs]
+            # Sorting narrow keys is 2-3x faster (tile widths fit in int16).
+            key = j.to(torch.int16) if d - c <= 32767 else j
+            by_col = torch.argsort(key, stable=True)
+            best.offer(c, d - c, j[by_col], i[by_col] + a, v[by_col])
+    best.flush()
+    return best.values, best.indices
+
+
+def _select_rows(
+    screen: _Screen, rows: torch.Tensor, n: int, m: int, tile: int, dev: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The m smallest screened squared distances of the given rows to all rows."""
+    f = rows.numel()
+    best_v = torch.full((f, m), float("inf"), dtype=torch.float32, device=dev)
+    best_i = torch.zeros((f, m), dtype=torch.int64, device=dev)
+    for c in range(0, n, tile):
+        d = min(n, c + tile)
+        block = screen.rows(rows, c, d)
+        inside = (rows >= c) & (rows < d)
+        block[torch.nonzero(inside).flatten(), rows[inside] - c] = float("inf")
+        v, i = torch.topk(block, min(m, d - c), dim=1, largest=False, sorted=False)
+        best_v, best_i = _merge(best_v, best_i, v, i + c, m)
+    return best_v, best_i
+
+
 def _search(
-    t: torch.Tensor, k: int, dev: torch.device, chunk_size: int | None
+    t: torch.Tensor,
+    k: int,
+    dev: torch.device,
+    chunk_size: int | None,
+    screen: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     n, dim = int(t.shape[0]), int(t.shape[1])
-    m = min(n - 1, k + _margin(k))
+    kind = _check_screen(screen, dev)
+    m = min(n - 1, k + _margin(k, kind))
     # The re-rank differences the input rows in their own precision (MPS has no float64).
     wide = torch.float64 if dev.type != "mps" else torch.float32
     rows_dev = t.to(dev) if dev.type != "mps" else t.to(dev, torch.float32)
     if chunk_size is None:
-        budget = _GPU_BLOCK_BYTES if dev.type != "cpu" else _CPU_BLOCK_BYTES
-        chunk = min(n, max(_MIN_ROWS, budget // (4 * n)))
+        tile = _GPU_TILE if dev.type != "cpu" else _CPU_TILE
     else:
         if isinstance(chunk_size, bool) or int(chunk_size) < 1:
             raise TokendimError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
-        chunk = int(chunk_size)
-    step = max(chunk, 1024)
+        tile = int(chunk_size)
+    tile = min(n, tile)
+    step = max(tile, 1024)
     mean = _column_mean(t, dev, step)
     # Centre in the input's precision (float64 input keeps its small differences on top of a
     # large offset), then round to float32 for the products.
@@ -239,42 +524,138 @@ def _search(
         xc[s : s + step] = rows_dev[s : s + step] - mean_in
     sq32 = xc.pow(2).sum(dim=1)
 
+    scr = _Screen(xc, sq32, kind)
+    probe = kind == "bfloat16" and screen == "auto" and m < n - 1
+    if probe and not _bfloat16_pays(scr, xc, sq32, rows_dev, k, m, tile, dev):
+        kind = "float32"
+        m = min(n - 1, k + _margin(k, kind))
+        scr = _Screen(xc, sq32, kind)
+    approx, cand = _select_symmetric(scr, n, m, tile, dev)
+    top = approx.max(dim=1).values  # every candidate left out screened at least this far
+    del approx
     out_d = torch.empty((n, k), dtype=torch.float64)
     out_i = torch.empty((n, k), dtype=torch.int64)
-    top = torch.empty(n, dtype=torch.float32, device=dev)  # largest approx of the candidates
-    xc_t = xc.t()
-    for s in range(0, n, chunk):
-        e = min(n, s + chunk)
-        c = e - s
-        local = torch.arange(c, device=dev)
-        # sq_j - 2 q.x_j ranks the columns like |q - x_j|^2 (|q|^2 is constant in a row).
-        block = torch.addmm(sq32.unsqueeze(0), xc[s:e], xc_t, beta=1.0, alpha=-2.0)
-        block[local, local + s] = float("inf")  # self, by index
-        approx, cand = torch.topk(block, m, dim=1, largest=False, sorted=False)
-        del block
-        top[s:e] = approx.max(dim=1).values
-        dist, cand = _rerank(rows_dev, rows_dev[s:e], cand)
-        out_d[s:e] = dist[:, :k].to("cpu", torch.float64)
-        out_i[s:e] = cand[:, :k].to("cpu")
-    if m < n - 1:
-        # Verification. A point j left out of a row's candidates has approx_j >= the largest
-        # approx among them. Were it truly nearer than the k-th neighbour found (r_k), its
-        # float32 error would exceed the slack below; such a j has |x_j| <= |q| + r_k, which
-        # bounds that error: rounding of the centred rows, of the products and of sums over D
-        # terms (blocked BLAS sums grow like sqrt(D) in practice), with a safety factor.
-        eps_rel = 8.0 * (2.0 + math.sqrt(dim)) * float(torch.finfo(torch.float32).eps)
-        q2 = sq32.to(wide)
-        q = q2.sqrt()
-        r_k = out_d[:, -1].to(dev, wide)
-        reach = q + r_k
-        bound = eps_rel * (reach * reach + 2.0 * q * reach + q2)
-        slack = top.to(wide) + q2 - r_k * r_k
-        rows = torch.nonzero(slack <= 2.0 * bound).flatten()
-        if rows.numel():
-            d_k, i_k = _search_wide(t, rows_dev, rows, mean, m, dev, chunk)
-            out_d[rows.cpu()] = d_k[:, :k].to("cpu", torch.float64)
-            out_i[rows.cpu()] = i_k[:, :k].to("cpu")
+    for s in range(0, n, step):
+        dist, idx = _rerank(rows_dev, rows_dev[s : s + step], cand[s : s + step])
+        out_d[s : s + step] = dist[:, :k].to("cpu", torch.float64)
+        out_i[s : s + step] = idx[:, :k].to("cpu")
+    del cand
+    if m == n - 1:
+        return out_d.numpy(), out_i.numpy()
+    q2 = sq32.to(wide)
+    r_k = out_d[:, -1].to(dev, wide)
+    failed = _unverified(scr, top.to(wide), q2, r_k, dim)
+    if kind == "bfloat16" and failed.numel() > n // 4:
+        # The bfloat16 screen cannot certify most rows (norms large against the neighbour
+        # distances): a symmetric float32 screen of all rows beats screening them row by row.
+        del scr, top
+        return _search(t, k, dev, chunk_size, "float32")
+    if kind == "bfloat16" and failed.numel():
+        # The few rows the bfloat16 screen cannot certify: screen them again in float32.
+        scr32 = _Screen(xc, sq32, "float32")
+        m32 = min(n - 1, k + _margin(k, "float32"))
+        still = []
+        for s in range(0, int(failed.numel()), step):
+            rows = failed[s : s + step]
+            approx, cand = _select_rows(scr32, rows, n, m32, tile, dev)
+            dist, idx = _rerank(rows_dev, rows_dev[rows], cand)
+            cpu_rows = rows.cpu()
+            out_d[cpu_rows] = dist[:, :k].to("cpu", torch.float64)
+            out_i[cpu_rows] = idx[:, :k].to("cpu")
+            bad = _unverified(
+                scr32,
+                approx.max(dim=1).values.to(wide),
+                q2[rows],
+                out_d[cpu_rows, -1].to(dev, wide),
+                dim,
+            )
+            still.append(rows[bad])
+        failed = torch.cat(still)
+    if failed.numel():
+        d_k, i_k = _search_wide(t, rows_dev, failed, mean, m, dev, tile)
+        cpu_rows = failed.cpu()
+        out_d[cpu_rows] = d_k[:, :k].to("cpu", torch.float64)
+        out_i[cpu_rows] = i_k[:, :k].to("cpu")
     return out_d.numpy(), out_i.numpy()
+
+
+#: Rows probed before a bfloat16 screen is chosen, and the largest fraction of them predicted
+#: to fail its verification for which it still pays: a failed row is screened again in
+#: float32 on its own (twice its share of a symmetric float32 pass), and the bfloat16 pass
+#: costs ~0.6 of a float32 one, so it pays up to ~20% failures; 10% leaves room for the
+#: prediction's error.
+_PROBE_ROWS = 128
+_PROBE_MAX_FAILED = 0.10
+
+
+def _bfloat16_pays(
+    scr: _Screen,
+    xc: torch.Tensor,
+    sq32: torch.Tensor,
+    rows_dev: torch.Tensor,
+    k: int,
+    m: int,
+    tile: int,
+    dev: torch.device,
+) -> bool:
+    """Predict, from a few rows searched in float32, whether the bfloat16 screen certifies.
+
+    Clouds whose neighbour distances are small against the rows' norms, or whose k-th and
+    m-th neighbours are nearly equidistant (hidden states of language models at k ~ 20-64),
+    fail the bfloat16 bound for many rows; there float32 is faster overall.
+    """
+    n = int(xc.shape[0])
+    probe = torch.linspace(0, n - 1, min(n, _PROBE_ROWS), device=dev).long().unique()
+    _, cand = _select_rows(_Screen(xc, sq32, "float32"), probe, n, m, tile, dev)
+    dist, _ = _rerank(rows_dev, rows_dev[probe], cand)
+    d = dist.to(torch.float64)
+    r_k, d_m = d[:, k - 1], d[:, m - 1]
+    eps32 = float(torch.finfo(torch.float32).eps)
+    q = sq32[probe].to(torch.float64).sqrt()
+    rho = scr.rho + 2.0 * eps32
+    # _unverified's bound with the m-th true distance standing in for the m-th screened one.
+    lower = (
+        d_m / math.sqrt(1.0 + 2.0**-8)
+        - (scr.lost[probe].to(torch.float64) + 2.0 * eps32 * q)
+        - rho * (2.0 * q + r_k)
+    )
+    failed = float((lower <= r_k * (1.0 + 1e-5)).to(torch.float64).mean())
+    return failed <= _PROBE_MAX_FAILED
+
+
+def _unverified(
+    screen: _Screen, top: torch.Tensor, q2: torch.Tensor, r_k: torch.Tensor, dim: int
+) -> torch.Tensor:
+    """Positions of the rows whose candidates might have missed a true neighbour.
+
+    A point j left out of a row's candidates screened at ``>= top``. Were it truly nearer
+    than the k-th neighbour found (``r_k``), the screen's error on it would have to exceed the
+    slack this function checks. Such a j has ``|x_j| <= |q| + r_k``, which bounds that
+    error. float32: rounding of the centred rows, of the products and of sums over D terms
+    (blocked BLAS sums grow like sqrt(D) in practice), with a safety factor. bfloat16: the
+    product is exact up to float32 accumulation for the rounded rows h, whose distance
+    differs from the true one by at most ``|q - h_q| + |x_j - h_j|`` (triangle inequality):
+    the first is known, the second at most ``rho`` (the largest relative rounding of any row)
+    times ``|x_j|``; the final rounding to bfloat16 is relative.
+    Returns indices (on the rows' device) of rows to search again, more precisely.
+    """
+    eps32 = float(torch.finfo(torch.float32).eps)
+    eps_rel = 8.0 * (2.0 + math.sqrt(dim)) * eps32
+    q = q2.sqrt()
+    reach = q + r_k
+    if screen.kind == "float32":
+        bound = eps_rel * (reach * reach + 2.0 * q * reach + q2)
+        slack = top - r_k * r_k
+        return torch.nonzero(slack <= 2.0 * bound).flatten()
+    rho = screen.rho + 2.0 * eps32  # + the float32 rounding of the centred rows themselves
+    grow = 1.0 + rho
+    acc = eps_rel * (grow * (q + reach)) ** 2  # float32 accumulation inside the product
+    unit = 2.0**-8  # bfloat16 rounding of the product's result, relative
+    screened = (top / (1.0 + unit) - acc).clamp_min(0.0).sqrt()
+    # The query's own rounding is known exactly; a left-out j's is at most rho |x_j|.
+    lower = screened - (screen.lost.to(q.dtype) + 2.0 * eps32 * q) - rho * reach
+    # The re-ranked r_k itself is rounded (float32 input: ~1e-7 relative); stay clear of it.
+    return torch.nonzero(lower <= r_k * (1.0 + 1e-5)).flatten()
 
 
 def _rerank(
@@ -292,16 +673,15 @@ def _rerank(
     cand, _ = torch.sort(cand, dim=1)
     dist = torch.empty((c, m), dtype=points.dtype, device=points.device)
     step = min(c, max(1, _RERANK_BYTES // max(1, m * dim * points.element_size())))
-    # index_select into one reused buffer: half the time of fancy indexing on the CPU.
+    # index_select into one reused buffer (half the time of fancy indexing on the CPU), then
+    # differences in place and their norms: 3-4x faster than torch.cdist on the same rows.
     buf = torch.empty((step * m, dim), dtype=points.dtype, device=points.device)
     for a in range(0, c, step):
         b = min(c, a + step)
         idx = cand[a:b].reshape(-1)
         nb = torch.index_select(points, 0, idx, out=buf[: idx.numel()]).view(b - a, m, dim)
-        # cdist without the matrix-product shortcut: differences and norms, fused.
-        dist[a:b] = torch.cdist(
-            queries[a:b].unsqueeze(1), nb, compute_mode="donot_use_mm_for_euclid_dist"
-        ).squeeze(1)
+        nb.sub_(queries[a:b].unsqueeze(1))
+        torch.linalg.vector_norm(nb, dim=2, out=dist[a:b])
     order = torch.sort(dist, dim=1, stable=True).indices
     return torch.gather(dist, 1, order), torch.gather(cand, 1, order)
 
@@ -347,16 +727,17 @@ def _search_wide(
 
 
 def _rms_radius(x: np.ndarray) -> float:
-    """Root-mean-square distance of the rows to their mean (float64, in chunks)."""
+    """Root-mean-square distance of the rows to their mean (float64, in chunks, on torch)."""
+    t = torch.from_numpy(x)
     n = x.shape[0]
-    mean = np.zeros(x.shape[1])
-    for s in range(0, n, 8192):
-        mean += x[s : s + 8192].sum(axis=0, dtype=np.float64)
+    step = 4096
+    mean = torch.zeros(x.shape[1], dtype=torch.float64)
+    for s in range(0, n, step):
+        mean += t[s : s + step].sum(dim=0, dtype=torch.float64)
     mean /= n
     total = 0.0
-    for s in range(0, n, 8192):
-        diff = x[s : s + 8192].astype(np.float64) - mean
-        total += float(np.einsum("ij,ij->", diff, diff))
+    for s in range(0, n, step):
+        total += float((t[s : s + step].to(torch.float64) - mean).pow_(2).sum())
     return math.sqrt(total / n)
 
 
@@ -494,8 +875,14 @@ def _check_rtol(rtol: Any) -> float:
     return float(rtol)
 
 
-def _dedupe(t: torch.Tensor, rtol: Any) -> tuple[np.ndarray, np.ndarray, float]:
-    """(keep, inverse, absolute threshold) of :func:`deduplicate`."""
+def _dedupe(
+    t: torch.Tensor, rtol: Any, *, near: bool = True
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """(keep, inverse, absolute threshold) of :func:`deduplicate`.
+
+    ``near=False`` merges only bitwise copies but still returns the threshold, for a caller
+    that looks for near copies more cheaply itself (:func:`build_graph`: in its graph).
+    """
     rtol = _check_rtol(rtol)
     x = t.numpy() if t.device.type == "cpu" else t.cpu().numpy()
     keep, inverse = _exact_duplicates(x)
@@ -503,15 +890,22 @@ def _dedupe(t: torch.Tensor, rtol: Any) -> tuple[np.ndarray, np.ndarray, float]:
         return keep, inverse, 0.0
     xu = x[keep]
     thr = rtol * _rms_radius(xu)
-    if thr == 0.0:
-        return keep, inverse, 0.0
+    if thr == 0.0 or not near:
+        return keep, inverse, thr
+    return (*_merge_close(xu, keep, inverse, thr), thr)
+
+
+def _merge_close(
+    xu: np.ndarray, keep: np.ndarray, inverse: np.ndarray, thr: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Merge the rows ``xu`` (= X[keep]) closer than ``thr``: (keep, inverse) of X."""
     a, b = _close_pairs(xu, thr)
     if a.size == 0:
-        return keep, inverse, thr
+        return keep, inverse
     label = _components(keep.size, a, b)
     reps = np.unique(label)  # the smallest member of each group, ascending
     position = np.searchsorted(reps, label)
-    return keep[reps], position[inverse], thr
+    return keep[reps], position[inverse]
 
 
 # --------------------------------------------------------------------------------------------
@@ -618,6 +1012,7 @@ def build_graph(
     dedupe: bool = True,
     rtol: float = DEFAULT_RTOL,
     chunk_size: int | None = None,
+    screen: str = "auto",
 ) -> KNNGraph:
     """Remove duplicate rows, then search the exact k nearest neighbours of the rest.
 
@@ -634,7 +1029,9 @@ def build_graph(
     rtol : float, default :data:`DEFAULT_RTOL`
         Relative threshold of :func:`deduplicate`.
     chunk_size : int, optional
-        Rows per matrix product of :func:`knn`.
+        Tile size of :func:`knn`.
+    screen : {"auto", "float32", "bfloat16"}, default "auto"
+        Precision of :func:`knn`'s candidate screen (the result does not depend on it).
 
     Returns
     -------
@@ -652,7 +1049,9 @@ def build_graph(
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or int(k) < 1:
         raise TokendimError(f"k must be a positive integer, got {k!r}.")
     if dedupe:
-        keep, inverse, thr = _dedupe(t, rtol)
+        # Bitwise copies first; near copies are looked for in the graph below (a near copy
+        # is some row's nearest neighbour), which spares a pass over all rows.
+        keep, inverse, thr = _dedupe(t, rtol, near=False)
     else:
         keep, inverse = np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64)
         thr = 0.0
@@ -663,8 +1062,24 @@ def build_graph(
             f"{int(k)} neighbours need at least {int(k) + 1} distinct points, but there are "
             f"{n_unique}{extra}. Use a smaller k or more (distinct) points."
         )
+    dev = resolve_device(device)
     sub = t if n_unique == n else t[torch.from_numpy(keep).to(t.device)]
-    d, i = knn(sub, int(k), device=device, chunk_size=chunk_size)
+    # The rows were checked above: search directly (knn() would check them again).
+    d, i = _search(sub, int(k), dev, chunk_size, screen)
+    # The graph's distances are accurate to ~1e-6 relative: a pair within the threshold shows
+    # as a nearest neighbour below it (with that slack); then merge exactly, as deduplicate().
+    if dedupe and thr > 0.0 and float(d[:, 0].min()) <= thr * (1.0 + 1e-5):
+        x = t.numpy() if t.device.type == "cpu" else t.cpu().numpy()
+        merged, inverse = _merge_close(x[keep], keep, inverse, thr)
+        if merged.size < keep.size:
+            keep = merged
+            if keep.size < int(k) + 1:
+                raise TokendimError(
+                    f"{int(k)} neighbours need at least {int(k) + 1} distinct points, but "
+                    f"there are {keep.size} ({n - keep.size} duplicate rows were merged). "
+                    "Use a smaller k or more (distinct) points."
+                )
+            d, i = _search(t[torch.from_numpy(keep).to(t.device)], int(k), dev, chunk_size, screen)
     return KNNGraph(d, i, keep, inverse, thr)
 
 
