@@ -178,6 +178,19 @@ def test_auto_screen_takes_bfloat16_only_where_a_probe_says_it_certifies(
     np.testing.assert_allclose(d, ref_d, rtol=1e-12)
 
 
+@pytest.mark.parametrize("screen", ["float32", "bfloat16"])
+def test_clouds_stored_cluster_by_cluster(screen):
+    # Token clouds come prompt by prompt: consecutive rows are near one another, the order
+    # in which a naive tiling would sample each row's first threshold.
+    rng = np.random.default_rng(8)
+    centres = rng.normal(size=(12, 24)) * 3.0
+    X = np.repeat(centres, 150, axis=0) + rng.normal(size=(1800, 24)) * 0.3
+    d, i = knn(X.astype(np.float32), 10, device="cpu", screen=screen, chunk_size=200)
+    ref_d, ref_i = brute_force(X.astype(np.float32), 10)
+    np.testing.assert_array_equal(i, ref_i)
+    np.testing.assert_allclose(d, ref_d, rtol=1e-5)
+
+
 def test_screen_choice():
     X = embedded_cube(200, 4, 16)
     a = knn(X, 7, device="cpu", screen="float32")

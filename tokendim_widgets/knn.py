@@ -334,86 +334,61 @@ def _merge(
 
 
 class _Best:
-    """The m smallest screened values offered to each row so far, and each row's threshold.
+    """The m smallest screened values offered to each row, and each row's threshold.
 
-    The threshold (the m-th smallest kept so far, an upper bound on the final one) lets a tile
-    be screened with one comparison per entry: only entries below their row's threshold are
-    offered. Offers wait in a per-row buffer of ``2 m`` slots and are merged into the row's
-    m best (one top-m over the row's m best and its waiting entries) only when the buffer is
-    full: merging after every tile would select the same m kept values over and over.
+    The threshold (an upper bound on what can still enter the row's m best) lets a tile be
+    screened with one comparison per entry: only entries below it are offered. Offers are
+    kept as they come, per block of rows, and merged into the rows' m best (one top-m over
+    each row's m best and its offers) when a block holds ``4 m`` offers per row, and at the
+    end: grouping them then costs one sort of narrow keys, instead of work on every offer.
+    A merge also lowers each row's threshold to its m-th kept value.
 
-    Every entry not kept was at least its row's threshold at the time, hence at least the
-    final m-th smallest value: the largest kept value bounds everything left out, as the
-    verification needs.
+    Every entry not kept was at least its row's threshold at the time, or cut by a merge (at
+    least the m-th kept then): the row's final threshold, or its m-th kept value if lower,
+    bounds everything left out, as the verification needs.
     """
 
-    def __init__(self, n: int, m: int, dev: torch.device) -> None:
-        self.m = m
-        self.slots = 2 * m
+    def __init__(self, n: int, m: int, tile: int, dev: torch.device) -> None:
+        self.m, self.tile = m, tile
         inf = float("inf")
         self.values = torch.full((n, m), inf, dtype=torch.float32, device=dev)
         self.indices = torch.zeros((n, m), dtype=torch.int64, device=dev)
         self.threshold = torch.full((n,), inf, dtype=torch.float32, device=dev)
-        self.wait_v = torch.full((n, self.slots), inf, dtype=torch.float32, device=dev)
-        self.wait_i = torch.zeros((n, self.slots), dtype=torch.int64, device=dev)
-        self.fill = torch.zeros(n, dtype=torch.int64, device=dev)
+        self._offers: dict[int, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
+        self._count: dict[int, int] = {}
 
     def offer(
         self, start: int, count: int, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor
     ) -> None:
-        """Offer entries to rows ``start .. start + count``.
-
-        ``rows`` are positions in that range, ascending (grouped); ``cols`` global indices.
-        """
+        """Offer entries to rows ``start .. start + count`` (``rows``: positions in that range,
+        any order; ``cols``: global indices)."""
         if rows.numel() == 0:
             return
-        dev = rows.device
+        self._offers.setdefault(start, []).append((rows, cols, vals))
+        self._count[start] = self._count.get(start, 0) + int(rows.numel())
+        if self._count[start] > 4 * self.m * count:
+            self._merge(start, count)
+
+    def flush(self, n: int) -> None:
+        """Merge every waiting offer."""
+        for start in list(self._offers):
+            self._merge(start, min(self.tile, n - start))
+
+    def _merge(self, start: int, count: int) -> None:
+        offers = self._offers.pop(start)
+        self._count.pop(start)
+        m, dev = self.m, self.values.device
+        rows = torch.cat([o[0] for o in offers])
+        cols = torch.cat([o[1] for o in offers])
+        vals = torch.cat([o[2] for o in offers])
+        # Group by row: sorting narrow keys is 2-3x faster (blocks fit in int16).
+        key = rows.to(torch.int16) if count <= 32767 else rows
+        order = torch.argsort(key)
+        rows, cols, vals = rows[order], cols[order], vals[order]
         per_row = torch.bincount(rows, minlength=count)
         first = torch.cumsum(per_row, 0) - per_row
         rank = torch.arange(rows.numel(), device=dev) - first[rows]
-        fill = self.fill[start : start + count]
-        over = torch.nonzero(fill + per_row > self.slots).flatten()
-        if over.numel():
-            self.flush(over + start)
-            fill = self.fill[start : start + count]
-            if int(per_row.max()) > self.slots:
-                # More entries for one row than the buffer holds (loose early thresholds):
-                # merge this offer directly.
-                self._merge_direct(start, count, rows, rank, cols, vals, int(per_row.max()))
-                return
-        pos = fill[rows] + rank
-        at = rows + start
-        self.wait_v[at, pos] = vals
-        self.wait_i[at, pos] = cols
-        fill += per_row
-
-    def flush(self, rows: torch.Tensor | None = None) -> None:
-        """Merge the waiting entries of ``rows`` (all rows by default) into their m best."""
-        if rows is None:
-            rows = torch.nonzero(self.fill).flatten()
-        if rows.numel() == 0:
-            return
-        width = int(self.fill[rows].max())
-        pad_v = torch.cat([self.values[rows], self.wait_v[rows, :width]], dim=1)
-        pad_i = torch.cat([self.indices[rows], self.wait_i[rows, :width]], dim=1)
-        v, pos = torch.topk(pad_v, self.m, dim=1, largest=False, sorted=False)
-        self.values[rows] = v
-        self.indices[rows] = torch.gather(pad_i, 1, pos)
-        self.threshold[rows] = v.max(dim=1).values
-        self.wait_v[rows, :width] = float("inf")
-        self.fill[rows] = 0
-
-    def _merge_direct(
-        self,
-        start: int,
-        count: int,
-        rows: torch.Tensor,
-        rank: torch.Tensor,
-        cols: torch.Tensor,
-        vals: torch.Tensor,
-        width: int,
-    ) -> None:
-        m, dev = self.m, rows.device
+        width = int(per_row.max())
         stop = start + count
         pad_v = torch.full((count, m + width), float("inf"), dtype=torch.float32, device=dev)
         pad_i = torch.zeros((count, m + width), dtype=torch.int64, device=dev)
@@ -424,32 +399,44 @@ class _Best:
         v, pos = torch.topk(pad_v, m, dim=1, largest=False, sorted=False)
         self.values[start:stop] = v
         self.indices[start:stop] = torch.gather(pad_i, 1, pos)
-        self.threshold[start:stop] = v.max(dim=1).values
+        # The m-th kept value, once there are m (inf before: the threshold stands).
+        self.threshold[start:stop] = torch.minimum(self.threshold[start:stop], v.max(dim=1).values)
 
 
 def _select_symmetric(
     screen: _Screen, n: int, m: int, tile: int, dev: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The m smallest screened squared distances of every row (self excluded by index).
+
+    Returns their values (inf in empty slots), their indices, and per row a value that every
+    entry left out screened at or above (what the verification needs).
 
     Distances are symmetric, so only tiles on and above the diagonal are computed, and each
     off-diagonal tile offers candidates both to its rows and to its columns: half the
-    products of a row-by-row search. The diagonal tiles come first: their top m per row give
-    every row a threshold before the other tiles are screened against it.
+    products of a row-by-row search. The diagonal tiles come first: a quantile of each row's
+    values there gives it a threshold before the other tiles are screened against it.
     """
     inf = float("inf")
-    best = _Best(n, m, dev)
+    best = _Best(n, m, tile, dev)
     starts = list(range(0, n, tile))
     for a in starts:
         b = min(n, a + tile)
         block = screen.tile(a, b, a, b)
         block.fill_diagonal_(inf)  # self, by index
-        kr = min(m, b - a - 1)
-        if kr > 0:
-            v, i = torch.topk(block, kr, dim=1, largest=False, sorted=False)
-            best.values[a:b, :kr] = v
-            best.indices[a:b, :kr] = i + a
-            if kr == m:
+        others = b - a - 1
+        # The diagonal tile is a sample of `others` of the n - 1 other points: its q-th
+        # smallest value estimates the row's (q (n - 1) / others)-th smallest overall, so q is
+        # set for about _SAMPLE_MARGIN * m of those. The estimate is the row's threshold from
+        # the start (the m-th of the tile would be ~(n / tile) times too loose). A row left
+        # with fewer than k candidates is searched again (rare: see _SAMPLE_MARGIN).
+        want = math.ceil(_SAMPLE_MARGIN * m * others / max(1, n - 1))
+        sampled = m < n - 1 and want < others
+        q = min(others, m, max(_SAMPLE_MIN, want)) if sampled else min(others, m)
+        if q > 0:
+            v, i = torch.topk(block, q, dim=1, largest=False, sorted=False)
+            best.values[a:b, :q] = v
+            best.indices[a:b, :q] = i + a
+            if sampled or q == m:  # else: too few points to estimate; no threshold yet
                 best.threshold[a:b] = v.max(dim=1).values
     for a in starts:
         b = min(n, a + tile)
@@ -465,16 +452,16 @@ def _select_symmetric(
             )
             v = block[i, j]
             del block
-            mine = v < t_rows[i]  # row-major: already grouped by row
+            mine = v < t_rows[i]
             best.offer(a, b - a, i[mine], j[mine] + c, v[mine])
             theirs = v < t_cols[j]
-            i, j, v = i[theirs], j[theirs], v[theirs]
-            # Sorting narrow keys is 2-3x faster (tile widths fit in int16).
-            key = j.to(torch.int16) if d - c <= 32767 else j
-            by_col = torch.argsort(key, stable=True)
-            best.offer(c, d - c, j[by_col], i[by_col] + a, v[by_col])
-    best.flush()
-    return best.values, best.indices
+            best.offer(c, d - c, j[theirs], i[theirs] + a, v[theirs])
+    best.flush(n)
+    # Left out: entries at or above their row's threshold, and entries cut by a flush (at or
+    # above the m-th kept). A row with fewer than m kept has inf slots (index 0): they are
+    # masked in the re-rank, and its bound is its threshold.
+    top = torch.minimum(best.values.max(dim=1).values, best.threshold)
+    return best.values, best.indices, top
 
 
 def _select_rows(
@@ -524,53 +511,83 @@ def _search(
         xc[s : s + step] = rows_dev[s : s + step] - mean_in
     sq32 = xc.pow(2).sum(dim=1)
 
-    scr = _Screen(xc, sq32, kind)
+    # The tiles follow a seeded random order of the points: the diagonal tile, which sets
+    # each row's first threshold, is then a uniform sample of the cloud (in input order it
+    # would hold the row's own prompt, and set thresholds too tight).
+    perm = (
+        torch.randperm(n, generator=torch.Generator().manual_seed(0)).to(dev) if n > tile else None
+    )
+    inverse = None
+    if perm is not None:
+        inverse = torch.empty_like(perm)
+        inverse[perm] = torch.arange(n, device=dev)
+
+    def screen_of(kind: str) -> tuple[_Screen, torch.Tensor]:
+        """The screen over the shuffled rows, and each original row's bfloat16 rounding."""
+        if perm is None:
+            scr = _Screen(xc, sq32, kind)
+            return scr, scr.lost
+        scr = _Screen(xc[perm], sq32[perm], kind)
+        return scr, scr.lost[inverse] if scr.lost.numel() else scr.lost
+
+    scr, lost = screen_of(kind)
     probe = kind == "bfloat16" and screen == "auto" and m < n - 1
-    if probe and not _bfloat16_pays(scr, xc, sq32, rows_dev, k, m, tile, dev):
+    if probe and not _bfloat16_pays(scr.rho, lost, xc, sq32, rows_dev, k, m, tile, dev):
         kind = "float32"
         m = min(n - 1, k + _margin(k, kind))
-        scr = _Screen(xc, sq32, kind)
-    approx, cand = _select_symmetric(scr, n, m, tile, dev)
-    top = approx.max(dim=1).values  # every candidate left out screened at least this far
+        scr, lost = screen_of(kind)
+    approx, cand, top = _select_symmetric(scr, n, m, tile, dev)
+    rho = scr.rho
+    del scr
+    if perm is not None and inverse is not None:
+        approx, cand, top = approx[inverse], perm[cand[inverse]], top[inverse]
+    valid = torch.isfinite(approx)  # a row may hold fewer than m candidates
+    count = valid.sum(dim=1)
     del approx
     out_d = torch.empty((n, k), dtype=torch.float64)
     out_i = torch.empty((n, k), dtype=torch.int64)
     for s in range(0, n, step):
-        dist, idx = _rerank(rows_dev, rows_dev[s : s + step], cand[s : s + step])
+        dist, idx = _rerank(
+            rows_dev, rows_dev[s : s + step], cand[s : s + step], valid[s : s + step]
+        )
         out_d[s : s + step] = dist[:, :k].to("cpu", torch.float64)
         out_i[s : s + step] = idx[:, :k].to("cpu")
     del cand
-    if m == n - 1:
+    if m == n - 1 and bool(valid.all()):  # every other point was a candidate
         return out_d.numpy(), out_i.numpy()
     q2 = sq32.to(wide)
     r_k = out_d[:, -1].to(dev, wide)
-    failed = _unverified(scr, top.to(wide), q2, r_k, dim)
+    failed = _unverified(kind, top.to(wide), q2, r_k, dim, rho, lost)
     if kind == "bfloat16" and failed.numel() > n // 4:
         # The bfloat16 screen cannot certify most rows (norms large against the neighbour
         # distances): a symmetric float32 screen of all rows beats screening them row by row.
-        del scr, top
         return _search(t, k, dev, chunk_size, "float32")
-    if kind == "bfloat16" and failed.numel():
-        # The few rows the bfloat16 screen cannot certify: screen them again in float32.
+    # Screened again in float32, on their own: the rows bfloat16 could not certify, and the
+    # rows a threshold left with fewer than m candidates (a full row search certifies most);
+    # the others float32 could not certify go straight to float64.
+    again = failed if kind == "bfloat16" else failed[count[failed] < m]
+    if kind == "float32":
+        failed = failed[count[failed] == m]
+    if again.numel():
         scr32 = _Screen(xc, sq32, "float32")
         m32 = min(n - 1, k + _margin(k, "float32"))
-        still = []
-        for s in range(0, int(failed.numel()), step):
-            rows = failed[s : s + step]
+        still = [failed]
+        for s in range(0, int(again.numel()), step):
+            rows = again[s : s + step]
             approx, cand = _select_rows(scr32, rows, n, m32, tile, dev)
             dist, idx = _rerank(rows_dev, rows_dev[rows], cand)
             cpu_rows = rows.cpu()
             out_d[cpu_rows] = dist[:, :k].to("cpu", torch.float64)
             out_i[cpu_rows] = idx[:, :k].to("cpu")
             bad = _unverified(
-                scr32,
+                "float32",
                 approx.max(dim=1).values.to(wide),
                 q2[rows],
                 out_d[cpu_rows, -1].to(dev, wide),
                 dim,
             )
             still.append(rows[bad])
-        failed = torch.cat(still)
+        failed = torch.cat(still) if kind == "float32" else torch.cat(still[1:])
     if failed.numel():
         d_k, i_k = _search_wide(t, rows_dev, failed, mean, m, dev, tile)
         cpu_rows = failed.cpu()
@@ -579,17 +596,24 @@ def _search(
     return out_d.numpy(), out_i.numpy()
 
 
+#: The diagonal tile's sample sets each row's first threshold for about this many times m
+#: candidates: its count over all points is ~2.5 m, give or take 1 / sqrt(q) relative (q >= 4
+#: order statistics of the sample), so fewer than m is rare and fewer than k rarer still.
+_SAMPLE_MARGIN = 2.5
+_SAMPLE_MIN = 4
+
 #: Rows probed before a bfloat16 screen is chosen, and the largest fraction of them predicted
 #: to fail its verification for which it still pays: a failed row is screened again in
 #: float32 on its own (twice its share of a symmetric float32 pass), and the bfloat16 pass
 #: costs ~0.6 of a float32 one, so it pays up to ~20% failures; 10% leaves room for the
 #: prediction's error.
-_PROBE_ROWS = 128
+_PROBE_ROWS = 64
 _PROBE_MAX_FAILED = 0.10
 
 
 def _bfloat16_pays(
-    scr: _Screen,
+    rho: float,
+    lost: torch.Tensor,
     xc: torch.Tensor,
     sq32: torch.Tensor,
     rows_dev: torch.Tensor,
@@ -612,11 +636,11 @@ def _bfloat16_pays(
     r_k, d_m = d[:, k - 1], d[:, m - 1]
     eps32 = float(torch.finfo(torch.float32).eps)
     q = sq32[probe].to(torch.float64).sqrt()
-    rho = scr.rho + 2.0 * eps32
+    rho = rho + 2.0 * eps32
     # _unverified's bound with the m-th true distance standing in for the m-th screened one.
     lower = (
         d_m / math.sqrt(1.0 + 2.0**-8)
-        - (scr.lost[probe].to(torch.float64) + 2.0 * eps32 * q)
+        - (lost[probe].to(torch.float64) + 2.0 * eps32 * q)
         - rho * (2.0 * q + r_k)
     )
     failed = float((lower <= r_k * (1.0 + 1e-5)).to(torch.float64).mean())
@@ -624,7 +648,13 @@ def _bfloat16_pays(
 
 
 def _unverified(
-    screen: _Screen, top: torch.Tensor, q2: torch.Tensor, r_k: torch.Tensor, dim: int
+    kind: str,
+    top: torch.Tensor,
+    q2: torch.Tensor,
+    r_k: torch.Tensor,
+    dim: int,
+    rho: float = 0.0,
+    lost: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Positions of the rows whose candidates might have missed a true neighbour.
 
@@ -635,42 +665,47 @@ def _unverified(
     (blocked BLAS sums grow like sqrt(D) in practice), with a safety factor. bfloat16: the
     product is exact up to float32 accumulation for the rounded rows h, whose distance
     differs from the true one by at most ``|q - h_q| + |x_j - h_j|`` (triangle inequality):
-    the first is known, the second at most ``rho`` (the largest relative rounding of any row)
-    times ``|x_j|``; the final rounding to bfloat16 is relative.
+    the first is known (``lost``), the second at most ``rho`` (the largest relative rounding
+    of any row) times ``|x_j|``; the final rounding to bfloat16 is relative.
     Returns indices (on the rows' device) of rows to search again, more precisely.
     """
     eps32 = float(torch.finfo(torch.float32).eps)
     eps_rel = 8.0 * (2.0 + math.sqrt(dim)) * eps32
     q = q2.sqrt()
     reach = q + r_k
-    if screen.kind == "float32":
+    if kind == "float32":
         bound = eps_rel * (reach * reach + 2.0 * q * reach + q2)
         slack = top - r_k * r_k
         return torch.nonzero(slack <= 2.0 * bound).flatten()
-    rho = screen.rho + 2.0 * eps32  # + the float32 rounding of the centred rows themselves
+    assert lost is not None
+    rho = rho + 2.0 * eps32  # + the float32 rounding of the centred rows themselves
     grow = 1.0 + rho
     acc = eps_rel * (grow * (q + reach)) ** 2  # float32 accumulation inside the product
     unit = 2.0**-8  # bfloat16 rounding of the product's result, relative
     screened = (top / (1.0 + unit) - acc).clamp_min(0.0).sqrt()
     # The query's own rounding is known exactly; a left-out j's is at most rho |x_j|.
-    lower = screened - (screen.lost.to(q.dtype) + 2.0 * eps32 * q) - rho * reach
+    lower = screened - (lost.to(q.dtype) + 2.0 * eps32 * q) - rho * reach
     # The re-ranked r_k itself is rounded (float32 input: ~1e-7 relative); stay clear of it.
     return torch.nonzero(lower <= r_k * (1.0 + 1e-5)).flatten()
 
 
 def _rerank(
-    points: torch.Tensor, queries: torch.Tensor, cand: torch.Tensor
+    points: torch.Tensor,
+    queries: torch.Tensor,
+    cand: torch.Tensor,
+    valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Direct distances of each query row to its candidate rows of ``points``, sorted.
 
     Computed as norms of differences (never through the |x|^2 + |y|^2 - 2 x.y expansion),
-    in the precision of ``points``.
+    in the precision of ``points``. Candidates where ``valid`` is False (empty slots) get an
+    infinite distance, so they sort last.
     """
     c, m = cand.shape
     dim = points.shape[1]
     # Sort candidates by index first: the stable sort by distance then breaks ties by index,
     # whatever order the float32 selection produced.
-    cand, _ = torch.sort(cand, dim=1)
+    cand, perm = torch.sort(cand, dim=1)
     dist = torch.empty((c, m), dtype=points.dtype, device=points.device)
     step = min(c, max(1, _RERANK_BYTES // max(1, m * dim * points.element_size())))
     # index_select into one reused buffer (half the time of fancy indexing on the CPU), then
@@ -682,6 +717,8 @@ def _rerank(
         nb = torch.index_select(points, 0, idx, out=buf[: idx.numel()]).view(b - a, m, dim)
         nb.sub_(queries[a:b].unsqueeze(1))
         torch.linalg.vector_norm(nb, dim=2, out=dist[a:b])
+    if valid is not None:
+        dist.masked_fill_(~torch.gather(valid, 1, perm), float("inf"))
     order = torch.sort(dist, dim=1, stable=True).indices
     return torch.gather(dist, 1, order), torch.gather(cand, 1, order)
 

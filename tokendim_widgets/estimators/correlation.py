@@ -380,9 +380,13 @@ class CorrelationDimension(IDEstimator):
         # Ordered pairs (i, j), i != j: each row i counts its own partners, from its list when
         # it is uncensored, against every point otherwise.
         keep = ~censored
-        grouped = _listed_counts(
-            dists[keep], idx[keep], np.flatnonzero(keep), shrunk, tol, counter
-        ) + counter.window_counts(np.flatnonzero(censored), shrunk)
+        exact_grouped, exact_curve = counter.window_counts(
+            np.flatnonzero(censored), shrunk, curve_r
+        )
+        grouped = (
+            _listed_counts(dists[keep], idx[keep], np.flatnonzero(keep), shrunk, tol, counter)
+            + exact_grouped
+        )
         pairs = float(m) * (m - 1)
         total = grouped.sum(axis=(0, 1))  # (W,)
         # Ordered pairs touching group g: M[g, :] + M[:, g] - M[g, g].
@@ -392,7 +396,9 @@ class CorrelationDimension(IDEstimator):
         sizes = np.bincount(labels, minlength=n_g).astype(np.float64)
         rest = m - sizes
         self._finish(fit_r, total, total[None, :] - touching, pairs, rest * (rest - 1))
-        self.correlation_integral_ = self._curve(counter, curve_r, dists, censored, rng)
+        self.correlation_integral_ = self._curve(
+            counter, curve_r, dists, censored, exact_curve, rng
+        )
         self.window_ = (r_lo, r_hi)
         self.radii_ = curve_r
         self.n_used_ = int(m)
@@ -408,6 +414,7 @@ class CorrelationDimension(IDEstimator):
         curve_r: np.ndarray,
         dists: np.ndarray,
         censored: np.ndarray,
+        censored_curve: np.ndarray,
         rng: np.random.Generator,
     ) -> np.ndarray:
         """The plotted C(r): exact where every point's partners are known, sampled above.
@@ -429,7 +436,7 @@ class CorrelationDimension(IDEstimator):
         # n x k distances); bin b holds curve_r[b - 1] <= d < curve_r[b].
         bins = np.searchsorted(curve_r, dists[listed].ravel(), side="right")
         below_r = np.cumsum(np.bincount(bins, minlength=curve_r.size + 1))[:-1]
-        exact = below_r + counter.curve_counts(np.flatnonzero(censored), curve_r)
+        exact = below_r + censored_curve  # the censored rows' pairs, counted with the window
         curve = exact / pairs
         above = curve_r > r_exact
         if above.any():
@@ -644,13 +651,17 @@ class _PairCounter:
             block[:, :c].masked_fill_(~upper, float("inf"))
             yield qi, order[s:], block, r - s
 
-    def window_counts(self, rows: np.ndarray, shrunk: np.ndarray) -> np.ndarray:
+    def window_counts(
+        self, rows: np.ndarray, shrunk: np.ndarray, curve_r: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(G, G, W) ordered pairs (i in rows, j != i) closer than each radius, by group pair.
 
         Exact: every pair that could be closer than the largest radius, given the float32
         error bound, is measured as the float64 difference of the rows (as the kNN search
-        verifies its own selection).
+        verifies its own selection). The same pass also gives these rows' curve counts at
+        ``curve_r`` (as :meth:`curve_counts`).
         """
+        curve = torch.zeros(int(curve_r.size) + 1, dtype=torch.int64, device=self.dev)
         dev, n_g, w = self.dev, self.n_g, int(shrunk.size)
         hist = torch.zeros(n_g * n_g * (w + 1), dtype=torch.int64, device=dev)
         fit_b = torch.as_tensor(np.asarray(shrunk) ** 2, dtype=self.wide, device=dev)
@@ -664,6 +675,7 @@ class _PairCounter:
         )
         lab = self.labels
         for qi, cols, block, n_in in self._blocks(rows):
+            curve += self._curve_hist(block, n_in, curve_r)
             ii, jj = torch.nonzero(block < select[qi].unsqueeze(1), as_tuple=True)
             del block
             pi, pj = qi[ii], cols[jj]
@@ -673,7 +685,27 @@ class _PairCounter:
             back = ((lj * n_g + li) * (w + 1) + wb)[jj < n_in]  # pairs of two rows: both ways
             hist += torch.bincount(torch.cat([key, back]), minlength=hist.numel())
         grouped = hist.view(n_g, n_g, w + 1).cumsum(dim=2)[:, :, :w]
-        return grouped.cpu().numpy().astype(np.float64)
+        curve_counts = torch.cumsum(curve, 0)[:-1].cpu().numpy().astype(np.float64)
+        return grouped.cpu().numpy().astype(np.float64), curve_counts
+
+    def _curve_hist(self, block: torch.Tensor, n_in: int, curve_r: np.ndarray) -> torch.Tensor:
+        """Histogram of a block's pairs over the curve's radii (pairs of two rows twice)."""
+        n_r = int(curve_r.size)
+        lb0 = 2.0 * math.log(float(curve_r[0]))
+        inv_step = (n_r - 1) / (2.0 * math.log(float(curve_r[-1]) / float(curve_r[0])))
+
+        def bins(v: torch.Tensor) -> torch.Tensor:
+            # Bin c + 1 holds curve_r[c]^2 <= v < curve_r[c + 1]^2; 0 below, n_r above.
+            idx = torch.log(v.clamp_min(0.0)).sub_(lb0).mul_(inv_step).floor_()
+            idx = idx.clamp_(-1.0, n_r - 1.0).add_(1.0).to(torch.int32).reshape(-1)
+            return torch.bincount(idx, minlength=n_r + 1)
+
+        hist = torch.zeros(n_r + 1, dtype=torch.int64, device=self.dev)
+        if n_in:
+            hist += 2 * bins(block[:, :n_in])
+        if n_in < block.shape[1]:
+            hist += bins(block[:, n_in:])
+        return hist
 
     def curve_counts(self, rows: np.ndarray, curve_r: np.ndarray) -> np.ndarray:
         """Ordered pairs (i in rows, j != i) closer than each radius of ``curve_r``.
@@ -684,20 +716,7 @@ class _PairCounter:
         5 ms, against 33 ms for torch.bucketize (binary search per entry) and 14 ms for
         torch.histc of the logarithms; the block's matrix product takes 27 ms.
         """
-        n_r = int(curve_r.size)
-        lb0 = 2.0 * math.log(float(curve_r[0]))
-        inv_step = (n_r - 1) / (2.0 * math.log(float(curve_r[-1]) / float(curve_r[0])))
-        hist = torch.zeros(n_r + 1, dtype=torch.int64, device=self.dev)
-
-        def bins(v: torch.Tensor) -> torch.Tensor:
-            # Bin c + 1 holds curve_r[c]^2 <= v < curve_r[c + 1]^2; 0 below, n_r above.
-            idx = torch.log(v.clamp_min(0.0)).sub_(lb0).mul_(inv_step).floor_()
-            idx = idx.clamp_(-1.0, n_r - 1.0).add_(1.0).to(torch.int32).reshape(-1)
-            return torch.bincount(idx, minlength=n_r + 1)
-
+        hist = torch.zeros(int(curve_r.size) + 1, dtype=torch.int64, device=self.dev)
         for _, _, block, n_in in self._blocks(rows):
-            if n_in:
-                hist += 2 * bins(block[:, :n_in])
-            if n_in < block.shape[1]:
-                hist += bins(block[:, n_in:])
+            hist += self._curve_hist(block, n_in, curve_r)
         return torch.cumsum(hist, 0)[:-1].cpu().numpy().astype(np.float64)
