@@ -10,18 +10,22 @@ norm; a common offset of 100 makes a naive float32 search return r1 = 0 for most
 
 1. the cloud is centred first (mean in float64);
 2. low-precision products only *screen* ``k + margin`` candidates per point (self excluded by
-   index). Distances are symmetric, so only the tiles on and above the diagonal are computed,
-   each offering candidates to its rows and to its columns; a running per-row threshold keeps
-   the selection to one comparison per pair. The screen is float32, or bfloat16 on CPUs that
-   multiply bfloat16 in hardware (twice the rate; ``screen=`` chooses);
+   index). Distances are symmetric, so only the tiles on and above the diagonal are computed
+   (over the points in a seeded random order), each offering candidates to its rows and to its
+   columns; a per-row threshold, first estimated from the row's diagonal tile (a random
+   sample of the cloud) and lowered as candidates are merged, keeps the selection to one
+   comparison per pair. The screen is float32, or bfloat16 on CPUs that multiply bfloat16 in
+   hardware (twice the rate) where a probe of a few rows predicts that its error bound will
+   certify the result (``screen=`` chooses);
 3. the candidates' distances are recomputed directly, as norms of the differences of the
    input rows in the input's precision, and re-ranked (ties broken by the lower index). A
    difference of two floats is correctly rounded, so the distances are accurate to ~1e-6
    relative for float32 input (the rounding of a float32 sum of squares) and ~1e-15 for
    float64, whatever the offset or the norms;
 4. each point's selection is verified against the screen's error bound: if a true neighbour
-   could have fallen outside the candidates, that point is screened again in float32 (after
-   bfloat16) and, if float32 cannot certify it either, searched in float64.
+   could have fallen outside the candidates (or a threshold left it too few), that point is
+   screened again in float32, on its own, and, if float32 cannot certify it either, searched in
+   float64.
 
 Returned distances are float64 (ascending) and indices int64; the point itself is never its
 own neighbour, even when an exact copy of it exists.
@@ -183,7 +187,9 @@ def knn(
         Precision of the products that *select* candidates (the distances returned are
         always recomputed exactly, and every selection is verified, so the result does not
         depend on it). ``"auto"`` takes bfloat16 on CPUs that multiply it in hardware
-        (AVX512-BF16 or AMX: twice the float32 rate), float32 elsewhere.
+        (AVX512-BF16 or AMX: twice the float32 rate) when a probe of 64 rows predicts that
+        it certifies nearly every point (not when neighbours are nearly equidistant at this
+        k, as in language-model clouds at k >= 20), float32 elsewhere.
 
     Returns
     -------
