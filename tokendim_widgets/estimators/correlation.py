@@ -73,7 +73,7 @@ import torch
 
 from .._device import resolve_device
 from ..errors import TokendimError
-from ..knn import KNNGraph
+from ..knn import KNNGraph, float32_error
 from ..knn import knn as knn_search
 from ._base import (
     IDEstimator,
@@ -513,7 +513,7 @@ def _graph_tol(dim: int) -> float:
     band costs nothing measurable: a few more entries re-measured, a few more rows counted
     against all points.
     """
-    return 8.0 * (2.0 + math.sqrt(dim)) * float(np.finfo(np.float32).eps)
+    return float32_error(dim)
 
 
 def _row_distances(xs: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -668,7 +668,7 @@ class _PairCounter:
         r_top = float(np.max(shrunk))
         # Error bound of one float32 squared distance of a pair whose true distance is
         # <= r_top (then |x_j| <= |x_i| + r_top), as in the kNN search.
-        eps_rel = 8.0 * (2.0 + math.sqrt(self.dim)) * float(torch.finfo(torch.float32).eps)
+        eps_rel = float32_error(self.dim)
         reach = self.norms + r_top
         select = (r_top**2 + eps_rel * (reach * reach + 2.0 * self.norms * reach + self.sq)).to(
             torch.float32
