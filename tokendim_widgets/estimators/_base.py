@@ -236,7 +236,9 @@ def unique_points(X: Any, knn: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray,
         keep, inverse = graph.keep, graph.inverse
     else:
         keep, inverse, _ = _knn._dedupe(t, _knn.DEFAULT_RTOL)
-    return x[keep], keep, inverse, int(x.shape[0])
+    # No copies: the rows themselves (keep is then 0 .. n-1), not a gathered copy of them.
+    xu = x if keep.size == x.shape[0] else x[keep]
+    return xu, keep, inverse, int(x.shape[0])
 
 
 # ---------------------------------------------------------------------------------------------

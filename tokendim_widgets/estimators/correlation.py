@@ -343,15 +343,20 @@ class CorrelationDimension(IDEstimator):
             k_graph = min(m - 1, max(need, _GRAPH_FACTOR * int(self.k2)))
             dists, idx = knn_search(xs, k_graph, device=self.device)
         tol = _graph_tol(xs.shape[1])
+        labels = group_labels(m, int(self.n_groups), self.random_state)
+        n_g = int(labels.max()) + 1
+        counter = _PairCounter(xs, labels, n_g, resolve_device(self.device))
         # The window ends are medians of neighbour distances and the pairs are counted from
         # float64 differences: measure the two neighbour columns the same way, so that the
         # pair whose distance is a window end compares equal to it (see _SHRINK). They also
         # check that the graph's distances are as accurate as the counting below assumes.
         dists = dists.copy()
         accurate = True
+        every = torch.arange(m, device=counter.dev)
         for col in sorted({int(self.k1) - 1, int(self.k2) - 1}):
             if col < dists.shape[1]:
-                exact = _row_distances(xs, idx[:, col])
+                partner = torch.as_tensor(idx[:, col], device=counter.dev)
+                exact = counter.exact_sq(every, partner).sqrt_().cpu().numpy().astype(np.float64)
                 accurate &= bool(np.all(np.abs(dists[:, col] - exact) <= tol * exact))
                 dists[:, col] = exact
         r_lo, r_hi = self._window(dists)
@@ -371,9 +376,6 @@ class CorrelationDimension(IDEstimator):
             # A row whose last listed neighbour is beyond the largest radius (by more than the
             # graph's error) lists every point closer than any fit radius.
             censored = dists[:, -1] < float(shrunk.max()) * (1.0 + tol)
-        labels = group_labels(m, int(self.n_groups), self.random_state)
-        n_g = int(labels.max()) + 1
-        counter = _PairCounter(xs, labels, n_g, resolve_device(self.device))
         diameter = 2.0 * math.sqrt(float(counter.sq.max()))
         r_first = float(dists[:, 0].min())
         curve_r = np.geomspace(r_first, max(diameter, r_first * (1 + 1e-9)), int(self.n_radii))
@@ -516,20 +518,6 @@ def _graph_tol(dim: int) -> float:
     return float32_error(dim)
 
 
-def _row_distances(xs: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Distances from each row of ``xs`` to row ``cols[i]``: float64 norms of differences.
-
-    In slices, so the float64 rows stay near the caches (3x faster than one pass at 10^4 x
-    768); each row's norm is the same either way.
-    """
-    out = np.empty(xs.shape[0])
-    step = 512
-    for s in range(0, xs.shape[0], step):
-        a = xs[cols[s : s + step]].astype(np.float64)
-        out[s : s + step] = np.linalg.norm(a - xs[s : s + step].astype(np.float64), axis=1)
-    return out
-
-
 def _listed_counts(
     d: np.ndarray,
     idx: np.ndarray,
@@ -572,8 +560,8 @@ class _PairCounter:
     Squared distances come from float32 matrix products of the centred cloud (torch,
     chunked): the plotted curve is counted from them, and for the window they only screen,
     every pair that could be inside the window being measured exactly (float64 difference of
-    the input rows). Pairs with both ends among the rows are computed once and counted both
-    ways, so counting every row costs what counting each pair once does.
+    the input rows). When every row is counted, each pair is computed once and counted both
+    ways, so that costs what counting each pair once does.
     """
 
     def __init__(self, xs: np.ndarray, labels: np.ndarray, n_g: int, dev: torch.device) -> None:
@@ -592,8 +580,9 @@ class _PairCounter:
             mean += t[s : s + step].to(dev, wide).sum(dim=0)
         mean /= m
         # One matrix product gives |x_i - x_j|^2 = [x_i, |x_i|^2, 1] . [-2 x_j, 1, |x_j|^2]:
-        # no separate passes over the (rows x points) block to add the squared norms.
-        self.left = torch.empty((m, dim + 2), dtype=torch.float32, device=dev)
+        # no separate passes over the (rows x points) block to add the squared norms. Only
+        # the right side is stored for every point; a counted row's left side is derived
+        # from it (see _left).
         self.right = torch.empty((m, dim + 2), dtype=torch.float32, device=dev)
         sq = torch.empty(m, dtype=wide, device=dev)
         # Small slices stay near the caches; -2 x in float32 is the rounded -2 x (exact scaling).
@@ -601,11 +590,9 @@ class _PairCounter:
         for s in range(0, m, fill):
             part = t[s : s + fill].to(dev, wide) - mean
             sq[s : s + fill] = part.pow(2).sum(dim=1)
-            self.left[s : s + fill, :dim] = part
-            torch.mul(self.left[s : s + fill, :dim], -2.0, out=self.right[s : s + fill, :dim])
-        sq32 = sq.to(torch.float32)
-        self.left[:, dim], self.left[:, dim + 1] = sq32, 1.0
-        self.right[:, dim], self.right[:, dim + 1] = 1.0, sq32
+            torch.mul(part.to(torch.float32), -2.0, out=self.right[s : s + fill, :dim])
+        self.sq32 = sq.to(torch.float32)
+        self.right[:, dim], self.right[:, dim + 1] = 1.0, self.sq32
         self.sq = sq
         self.norms = sq.sqrt()
 
@@ -620,36 +607,49 @@ class _PairCounter:
             out[a : a + step] = diff.pow_(2).sum(dim=1)
         return out
 
+    def _left(self, qi: torch.Tensor) -> torch.Tensor:
+        """Rows ``qi`` as ``[x_i, |x_i|^2, 1]`` (float32): the rounded x_i is -1/2 of the right
+        side's -2 x_i, exactly."""
+        dim = self.dim
+        right = torch.index_select(self.right, 0, qi)
+        left = torch.empty_like(right)
+        torch.mul(right[:, :dim], -0.5, out=left[:, :dim])
+        left[:, dim] = self.sq32[qi]
+        left[:, dim + 1] = 1.0
+        return left
+
     def _blocks(
         self, rows: np.ndarray
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
         """Float32 squared distances of the pairs (i in rows, j != i), by chunks of rows.
 
-        ``rows``: ascending distinct indices. Columns are ordered rows first, the other
-        points after, and a chunk meets only the rows after its own (inf where masked), so a
-        pair of two rows appears once. Yields (i, j, block, n_in): the chunk's row indices,
-        the column indices, the (rows x columns) block, and how many leading columns are rows
-        (pairs to count both ways).
+        ``rows``: ascending distinct indices. Yields (i, j, block, n_in): the chunk's row
+        indices, the column indices, the (rows x columns) block (inf where masked), and how
+        many leading columns are pairs to count both ways. When every point is a row, a chunk
+        meets only the rows after its own, so each pair is computed once and counted both
+        ways (half the products); for fewer rows each ordered pair is computed from its own
+        row (the pairs of two rows twice: a small share, and no reordered copy of the cloud).
         """
         m, r, dev = self.m, int(rows.size), self.dev
         if r == 0:
             return
-        if r == m:
-            order, right = torch.arange(m, device=dev), self.right
-        else:
-            others = np.ones(m, dtype=bool)
-            others[rows] = False
-            order = torch.as_tensor(np.concatenate([rows, np.flatnonzero(others)]), device=dev)
-            right = torch.index_select(self.right, 0, order)  # 5x faster than right[order]
+        every = r == m
+        order = torch.arange(m, device=dev)
+        qrows = order if every else torch.as_tensor(rows, device=dev)
         chunk = min(r, max(64, _BLOCK_BYTES // (4 * m)))
         for s in range(0, r, chunk):
             e = min(r, s + chunk)
             c = e - s
-            qi = order[s:e]
-            block = torch.mm(self.left[qi], right[s:].t())
-            upper = torch.ones((c, c), dtype=torch.bool, device=dev).triu(diagonal=1)
-            block[:, :c].masked_fill_(~upper, float("inf"))
-            yield qi, order[s:], block, r - s
+            qi = qrows[s:e]
+            if every:
+                block = torch.mm(self._left(qi), self.right[s:].t())
+                upper = torch.ones((c, c), dtype=torch.bool, device=dev).triu(diagonal=1)
+                block[:, :c].masked_fill_(~upper, float("inf"))
+                yield qi, order[s:], block, m - s
+            else:
+                block = torch.mm(self._left(qi), self.right.t())
+                block[torch.arange(c, device=dev), qi] = float("inf")  # the row itself
+                yield qi, order, block, 0
 
     def window_counts(
         self, rows: np.ndarray, shrunk: np.ndarray, curve_r: np.ndarray
