@@ -355,8 +355,32 @@ def test_build_graph_merges_exactly_what_deduplicate_merges(seed):
     keep, inverse = deduplicate(X)
     np.testing.assert_array_equal(g.keep, keep)
     np.testing.assert_array_equal(g.inverse, inverse)
+    # The threshold comes from the search's centring: the same arithmetic, the same bits.
+    assert g.threshold == knn_module._dedupe(torch.from_numpy(X), DEFAULT_RTOL)[2]
     _, ref_i = knn(X[keep], 5, device="cpu")
     np.testing.assert_array_equal(g.indices, ref_i)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exact_copies_of_rows_that_share_their_leading_bytes(dtype):
+    # Copies are looked for among rows whose first bytes hash alike, then compared whole:
+    # rows that agree on their first 64 bytes but not after are not copies.
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(300, 40)).astype(dtype)
+    X[:, :16] = 1.0  # every row has the same leading bytes
+    X[100:150] = X[:50]  # copies
+    X[150] = X[0]
+    X[150, -1] = np.nextafter(X[0, -1], np.inf)  # differs in its last bit only
+    X[200:210, 30] = 7.0
+    X[210:220] = X[200:210]  # copies that are also near one another
+    keep, inverse = deduplicate(X, rtol=0)
+    _, first = np.unique(X, axis=0, return_index=True)
+    assert keep.tolist() == np.sort(first).tolist()
+    np.testing.assert_array_equal(X[keep][inverse], X)
+    assert 150 in keep and 100 not in keep and 210 not in keep
+    g = build_graph(X, 4, device="cpu", rtol=0)
+    np.testing.assert_array_equal(g.keep, keep)
+    np.testing.assert_array_equal(g.inverse, inverse)
 
 
 def test_build_graph_too_few_distinct_points():

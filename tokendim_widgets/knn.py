@@ -18,10 +18,11 @@ norm; a common offset of 100 makes a naive float32 search return r1 = 0 for most
    hardware (twice the rate) where a probe of a few rows predicts that its error bound will
    certify the result (``screen=`` chooses);
 3. the candidates' distances are recomputed directly, as norms of the differences of the
-   input rows in the input's precision, and re-ranked (ties broken by the lower index). A
-   difference of two floats is correctly rounded, so the distances are accurate to ~1e-6
-   relative for float32 input (the rounding of a float32 sum of squares) and ~1e-15 for
-   float64, whatever the offset or the norms;
+   input rows in the input's precision (each distinct pair once: near neighbours are often
+   each other's), and re-ranked (ties broken by the lower index). A difference of two
+   floats is correctly rounded, so the distances are accurate to ~1e-6 relative for float32
+   input (the rounding of a float32 sum of squares) and ~1e-15 for float64, whatever the
+   offset or the norms;
 4. each point's selection is verified against the screen's error bound: if a true neighbour
    could have fallen outside the candidates (or a threshold left it too few), that point is
    screened again in float32, on its own, and, if float32 cannot certify it either, searched in
