@@ -63,6 +63,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -1258,9 +1259,45 @@ def build_graph(
     50
     """
     t = _as_tensor(X)
-    n = int(t.shape[0])
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or int(k) < 1:
         raise TokendimError(f"k must be a positive integer, got {k!r}.")
+
+    def too_few(k: int, n_unique: int, merged: int) -> TokendimError:
+        extra = f" ({merged} duplicate rows were merged)" if merged else ""
+        return TokendimError(
+            f"{k} neighbours need at least {k + 1} distinct points, but there are "
+            f"{n_unique}{extra}. Use a smaller k or more (distinct) points."
+        )
+
+    return _graph_of(
+        t,
+        lambda n_unique: int(k),
+        device=device,
+        dedupe=dedupe,
+        rtol=rtol,
+        chunk_size=chunk_size,
+        screen=screen,
+        too_few=too_few,
+    )
+
+
+def _graph_of(
+    t: torch.Tensor,
+    need: Callable[[int], int],
+    *,
+    device: str | torch.device | None,
+    dedupe: bool,
+    rtol: Any,
+    chunk_size: int | None,
+    screen: str,
+    too_few: Callable[[int, int, int], TokendimError],
+) -> KNNGraph:
+    """:func:`build_graph` of checked rows ``t``, with ``need(n_unique)`` neighbours.
+
+    ``too_few(k, n_unique, merged)`` is the error to raise when fewer than k + 1 points
+    are distinct (the estimators word it their way).
+    """
+    n = int(t.shape[0])
     rtol = _check_rtol(rtol)
     if dedupe:
         # Bitwise copies first; near copies are looked for in the graph below (a near copy
@@ -1268,17 +1305,13 @@ def build_graph(
         keep, inverse = _exact_duplicates(t.numpy() if t.device.type == "cpu" else t.cpu().numpy())
     else:
         keep, inverse = np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64)
-    n_unique = int(keep.size)
-    if n_unique < int(k) + 1:
-        extra = f" ({n - n_unique} duplicate rows were merged)" if n_unique < n else ""
-        raise TokendimError(
-            f"{int(k)} neighbours need at least {int(k) + 1} distinct points, but there are "
-            f"{n_unique}{extra}. Use a smaller k or more (distinct) points."
-        )
+    k = int(need(int(keep.size)))
+    if keep.size < k + 1:
+        raise too_few(k, int(keep.size), n - int(keep.size))
     dev = resolve_device(device)
-    sub = t if n_unique == n else t[torch.from_numpy(keep).to(t.device)]
-    # The rows were checked above: search directly (knn() would check them again).
-    d, i, rms = _search(sub, int(k), dev, chunk_size, screen)
+    sub = t if keep.size == n else t[torch.from_numpy(keep).to(t.device)]
+    # The rows were checked by the caller: search directly (knn() would check them again).
+    d, i, rms = _search(sub, k, dev, chunk_size, screen)
     # deduplicate()'s threshold, from the search's centring (the same arithmetic on the CPU).
     thr = rtol * rms if dedupe else 0.0
     # The graph's distances are accurate to ~1e-6 relative: a pair within the threshold shows
@@ -1288,14 +1321,11 @@ def build_graph(
         merged, inverse = _merge_close(x[keep], keep, inverse, thr)
         if merged.size < keep.size:
             keep = merged
-            if keep.size < int(k) + 1:
-                raise TokendimError(
-                    f"{int(k)} neighbours need at least {int(k) + 1} distinct points, but "
-                    f"there are {keep.size} ({n - keep.size} duplicate rows were merged). "
-                    "Use a smaller k or more (distinct) points."
-                )
+            k = int(need(int(keep.size)))
+            if keep.size < k + 1:
+                raise too_few(k, int(keep.size), n - int(keep.size))
             sub = t[torch.from_numpy(keep).to(t.device)]
-            d, i, _ = _search(sub, int(k), dev, chunk_size, screen)
+            d, i, _ = _search(sub, k, dev, chunk_size, screen)
     return KNNGraph(d, i, keep, inverse, thr)
 
 

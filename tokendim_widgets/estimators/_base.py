@@ -191,31 +191,31 @@ def as_graph(knn: Any) -> KNNGraph:
 def graph_for_points(
     X: Any, need: Callable[[int], int], *, device: Any = "auto", who: Any = None
 ) -> KNNGraph:
-    """Deduplicate ``X`` and search the neighbours ``need(n_unique)`` says are needed."""
+    """Deduplicate ``X`` and search the neighbours ``need(n_unique)`` says are needed.
+
+    What :func:`~tokendim_widgets.knn.build_graph` does (copies removed, near copies found in
+    the graph), with the neighbour count chosen from the number of distinct points.
+    """
     t = _knn._as_tensor(X)
-    keep, inverse, thr = _knn._dedupe(t, _knn.DEFAULT_RTOL)
-    n_unique = int(keep.size)
-    k = int(need(n_unique))
     name = type(who).__name__ if who is not None else "This estimator"
-    if n_unique < k + 1:
-        extra = (
-            f" ({t.shape[0] - n_unique} duplicate rows were merged)"
-            if n_unique < t.shape[0]
-            else ""
-        )
-        raise TokendimError(
+
+    def too_few(k: int, n_unique: int, merged: int) -> TokendimError:
+        extra = f" ({merged} duplicate rows were merged)" if merged else ""
+        return TokendimError(
             f"{name} needs {k} neighbours per point, so at least {k + 1} distinct points, "
             f"but X has {n_unique}{extra}. Use more points or fewer neighbours."
         )
-    sub = t if n_unique == t.shape[0] else t[_index(keep, t)]
-    d, i = _knn.knn(sub, k, device=device)
-    return KNNGraph(d, i, keep, inverse, thr)
 
-
-def _index(keep: np.ndarray, t: Any) -> Any:
-    import torch
-
-    return torch.from_numpy(keep).to(t.device)
+    return _knn._graph_of(
+        t,
+        need,
+        device=device,
+        dedupe=True,
+        rtol=_knn.DEFAULT_RTOL,
+        chunk_size=None,
+        screen="auto",
+        too_few=too_few,
+    )
 
 
 def unique_points(X: Any, knn: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:

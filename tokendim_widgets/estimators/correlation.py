@@ -71,6 +71,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from .. import knn as _knn
 from .._device import resolve_device
 from ..errors import TokendimError
 from ..knn import KNNGraph, float32_error
@@ -324,14 +325,38 @@ class CorrelationDimension(IDEstimator):
     # -- from points -----------------------------------------------------------------------
 
     def _fit_from_points(self, X: Any, knn: Any) -> None:
+        need = self.required_neighbors
+        least = max(need + 1, 3)
+
+        def too_few(k: int, n_u: int, merged: int) -> TokendimError:
+            return TokendimError(
+                f"CorrelationDimension needs at least {least} distinct points, X has {n_u}. "
+                "Use more points or smaller k1/k2."
+            )
+
+        if knn is None:
+            X = _knn._as_tensor(X)
+            if X.shape[0] <= int(self.max_points):
+                # No sample will be drawn: search the graph as build_graph does (copies
+                # removed, near copies found in the graph), sized for the counts below.
+                knn = _knn._graph_of(
+                    X,
+                    lambda n_u: (
+                        min(n_u - 1, max(need, _GRAPH_FACTOR * int(self.k2)))
+                        if n_u >= least
+                        else n_u
+                    ),
+                    device=self.device,
+                    dedupe=True,
+                    rtol=_knn.DEFAULT_RTOL,
+                    chunk_size=None,
+                    screen="auto",
+                    too_few=too_few,
+                )
         xu, _, _, n_points = unique_points(X, knn)
         n_u = xu.shape[0]
-        need = self.required_neighbors
-        if n_u < max(need + 1, 3):
-            raise TokendimError(
-                f"CorrelationDimension needs at least {max(need + 1, 3)} distinct points, "
-                f"X has {n_u}. Use more points or smaller k1/k2."
-            )
+        if n_u < least:
+            raise too_few(need, n_u, 0)
         rng = np.random.default_rng(self.random_state)
         sampled = n_u > int(self.max_points)
         xs = xu[np.sort(rng.choice(n_u, int(self.max_points), replace=False))] if sampled else xu
