@@ -334,6 +334,11 @@ class CorrelationDimension(IDEstimator):
                 "Use more points or smaller k1/k2."
             )
 
+        def graph_size(n_u: int) -> int:
+            if n_u < least:
+                return n_u  # more than the points allow: the search raises too_few
+            return min(n_u - 1, max(need, _GRAPH_FACTOR * int(self.k2)))
+
         if knn is None:
             X = _knn._as_tensor(X)
             if X.shape[0] <= int(self.max_points):
@@ -341,11 +346,7 @@ class CorrelationDimension(IDEstimator):
                 # removed, near copies found in the graph), sized for the counts below.
                 knn = _knn._graph_of(
                     X,
-                    lambda n_u: (
-                        min(n_u - 1, max(need, _GRAPH_FACTOR * int(self.k2)))
-                        if n_u >= least
-                        else n_u
-                    ),
+                    graph_size,
                     device=self.device,
                     dedupe=True,
                     rtol=_knn.DEFAULT_RTOL,
