@@ -523,14 +523,15 @@ def _select_symmetric(
         if group > 1:
             # The q-th smallest of the minima of column groups: at least the row's q-th
             # smallest (a little above it where two of those share a group), found in a
-            # fraction of the time of a top-q over the whole tile. Entries below it are offered.
+            # fraction of the time of a top-q over the whole tile. Entries up to it are
+            # offered (so at least q; every entry left out is above the threshold).
             width = (b - a) // group * group
             mins = block[:, :width].view(b - a, width // group, group).amin(dim=2)
             if width < b - a:
                 mins = torch.cat([mins, block[:, width:].amin(dim=1, keepdim=True)], dim=1)
             limit = torch.topk(mins, q, dim=1, largest=False, sorted=False).values.amax(dim=1)
             best.threshold[a:b] = limit
-            i, j = torch.nonzero(block < limit.unsqueeze(1), as_tuple=True)
+            i, j = torch.nonzero(block <= limit.unsqueeze(1), as_tuple=True)
             best.offer(a, b - a, i, j + a, block[i, j])
         elif q > 0:
             v, i = torch.topk(block, q, dim=1, largest=False, sorted=False)
