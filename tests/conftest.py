@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Callable, Iterator
@@ -149,6 +150,28 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ.pop("TOKENDIM_CACHE_DIR", None)
     else:
         os.environ["TOKENDIM_CACHE_DIR"] = previous
+
+
+@pytest.fixture(autouse=True)
+def _background_warm_up_ends_with_its_test() -> Iterator[None]:
+    """Wait for a UMAP warm-up a test started (sessions start one) before the next test.
+
+    pytest gives each test its own copy of the warnings filters, so a warm-up fit that ran on
+    into the next test lost the filter that quiets umap-learn's notice about transform() and
+    printed it there (seen once in a full run); it also took CPU from that test.
+    """
+    yield
+    import sys
+
+    projection = sys.modules.get("tokendim_widgets.projection")
+    if projection is None:
+        return
+    with projection._state_lock:
+        future = projection._warm_future
+    if future is not None and not future.done():
+        # A failed warm-up is the business of the test that started it, not the next one's.
+        with contextlib.suppress(Exception):
+            future.result(timeout=600)
 
 
 @pytest.fixture
