@@ -564,22 +564,17 @@ def _select_symmetric(
                 i, j = flat >> shift, flat & (width - 1)
             else:
                 i, j = torch.div(flat, width, rounding_mode="floor"), flat % width
-            mine = torch.nonzero(v < t_rows.index_select(0, i)).squeeze(1)
-            best.offer(
-                a,
-                b - a,
-                i.index_select(0, mine),
-                j.index_select(0, mine) + c,
-                v.index_select(0, mine),
-            )
-            theirs = torch.nonzero(v < t_cols.index_select(0, j)).squeeze(1)
-            best.offer(
-                c,
-                d - c,
-                j.index_select(0, theirs),
-                i.index_select(0, theirs) + a,
-                v.index_select(0, theirs),
-            )
+            # Each entry to the side whose threshold it is under: the rows', then the columns'.
+            sides = ((a, b, i, j + c, t_rows), (c, d, j, i + a, t_cols))
+            for start, stop, own, other, thr in sides:
+                pick = torch.nonzero(v < thr.index_select(0, own)).squeeze(1)
+                best.offer(
+                    start,
+                    stop - start,
+                    own.index_select(0, pick),
+                    other.index_select(0, pick),
+                    v.index_select(0, pick),
+                )
     best.flush(n)
     # Left out: entries at or above their row's threshold, and entries cut by a flush (at or
     # above the m-th kept). A row with fewer than m kept has inf slots (index 0): they are
@@ -818,22 +813,15 @@ def _unverified(
 
 
 def _rerank(
-    points: torch.Tensor,
-    queries: torch.Tensor,
-    cand: torch.Tensor,
-    valid: torch.Tensor | None = None,
+    points: torch.Tensor, queries: torch.Tensor, cand: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Direct distances of each query row to its candidate rows of ``points``, sorted.
 
     Computed as norms of differences (never through the |x|^2 + |y|^2 - 2 x.y expansion),
-    in the precision of ``points``. Candidates where ``valid`` is False (empty slots) get an
-    infinite distance, so they sort last.
+    in the precision of ``points``.
     """
     c, m = cand.shape
     dim = points.shape[1]
-    # Sort candidates by index first: the stable sort by distance then breaks ties by index,
-    # whatever order the float32 selection produced.
-    cand, perm = torch.sort(cand, dim=1)
     dist = torch.empty((c, m), dtype=points.dtype, device=points.device)
     step = min(c, max(1, _RERANK_BYTES // max(1, m * dim * points.element_size())))
     # index_select into one reused buffer (half the time of fancy indexing on the CPU), then
@@ -845,10 +833,15 @@ def _rerank(
         nb = torch.index_select(points, 0, idx, out=buf[: idx.numel()]).view(b - a, m, dim)
         nb.sub_(queries[a:b].unsqueeze(1))
         torch.linalg.vector_norm(nb, dim=2, out=dist[a:b])
-    if valid is not None:
-        dist.masked_fill_(~torch.gather(valid, 1, perm), float("inf"))
-    order = torch.sort(dist, dim=1, stable=True).indices
-    return torch.gather(dist, 1, order), torch.gather(cand, 1, order)
+    return _by_distance(dist, cand)
+
+
+def _by_distance(dist: torch.Tensor, cand: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's candidates in ascending distance, exact ties by the lower index (sorted by
+    index first, whatever order the selection produced, then stably by distance)."""
+    cand, perm = torch.sort(cand, dim=1)
+    dist, order = torch.sort(torch.gather(dist, 1, perm), dim=1, stable=True)
+    return dist, torch.gather(cand, 1, order)
 
 
 def _rerank_graph(
@@ -890,12 +883,8 @@ def _rerank_graph(
         diff.sub_(torch.index_select(points, 0, lo[a:b], out=buf_lo[: b - a]))
         torch.linalg.vector_norm(diff, dim=1, out=measured[a:b])
     dist = measured[pair_of].view(n, m)
-    dist.masked_fill_(~valid, float("inf"))
-    # Ties broken by the lower index, as in _rerank: sort by index, then stably by distance.
-    cand, perm = torch.sort(cand, dim=1)
-    dist = torch.gather(dist, 1, perm)
-    dist, order = torch.sort(dist, dim=1, stable=True)
-    return dist, torch.gather(cand, 1, order)
+    dist.masked_fill_(~valid, float("inf"))  # empty slots sort last
+    return _by_distance(dist, cand)
 
 
 def _search_wide(

@@ -600,11 +600,7 @@ class _PairCounter:
         t = torch.from_numpy(np.ascontiguousarray(xs))
         self.rows = t.to(dev) if dev.type != "mps" else t.to(dev, torch.float32)
         # Centre in float64, in slices, so no float64 copy of the whole cloud is made.
-        step = 4096
-        mean = torch.zeros(dim, dtype=wide, device=dev)
-        for s in range(0, m, step):
-            mean += t[s : s + step].to(dev, wide).sum(dim=0)
-        mean /= m
+        mean = _knn._column_mean(t, dev)
         # One matrix product gives |x_i - x_j|^2 = [x_i, |x_i|^2, 1] . [-2 x_j, 1, |x_j|^2]:
         # no separate passes over the (rows x points) block to add the squared norms. Only
         # the right side is stored for every point; a counted row's left side is derived
