@@ -29,14 +29,15 @@ def graphs(states):
 @pytest.mark.parametrize("estimator", ["twonn", "mle"])
 def test_curve_recovers_the_planted_profile(states, graphs, estimator):
     curve = id_curve(states, estimator, graphs=graphs)
-    assert list(curve.columns[:7]) == [
+    assert list(curve.columns[:8]) == [
         "layer",
         "depth",
         "dimension",
         "lower",
         "upper",
         "estimator",
-        "n_points",
+        "n_tokens",
+        "n_distinct",
     ]
     assert curve["layer"].tolist() == list(range(len(PROFILE)))
     # Uniform cubes of dimension <= 8 at N ~ 1500. TwoNN uses only the two nearest neighbours
@@ -49,7 +50,8 @@ def test_curve_recovers_the_planted_profile(states, graphs, estimator):
     assert (curve["dimension"] <= curve["upper"]).all()
     assert (curve["upper"] - curve["lower"] > 0).all()
     # drop_first (the default) leaves one token per prompt out.
-    assert (curve["n_points"] == 30 * 49).all()
+    assert (curve["n_tokens"] == 30 * 49).all()
+    assert (curve["n_distinct"] == 30 * 49).all()
     assert curve.attrs["cloud"] == "all" and curve.attrs["drop_first"] is True
 
 
@@ -70,7 +72,10 @@ def test_summary_metrics_of_the_planted_profile(states, graphs):
     assert metrics["working_layer"] == 2
     assert metrics["working_depth"] == pytest.approx(0.5)
     assert metrics["working_dimension"] == pytest.approx(8, rel=0.15)
-    assert metrics["expansion_ratio"] == pytest.approx(8 / 2, rel=0.25)
+    # The expansion is measured from layer 1 (the first layer of the peak search), not from
+    # the embeddings.
+    assert metrics["first_dimension"] == pytest.approx(4, rel=0.15)
+    assert metrics["expansion_ratio"] == pytest.approx(8 / 4, rel=0.25)
     assert metrics["contraction_ratio"] == pytest.approx(8 / 3, rel=0.25)
     assert metrics["first_dimension"] < metrics["working_dimension"]
     assert metrics["final_dimension"] < metrics["working_dimension"]
@@ -83,7 +88,8 @@ def test_summarize_exact_arithmetic():
     m = summarize(curve)
     assert m["working_dimension"] == 10.0
     assert m["working_layer"] == 2
-    assert m["expansion_ratio"] == 5.0
+    assert m["first_dimension"] == 6.0  # layer 1: the embeddings stay out
+    assert m["expansion_ratio"] == pytest.approx(10 / 6)
     assert m["contraction_ratio"] == 2.5
     # Trapezoid over depth 0, .25, .5, .75, 1: (2+6)/8 + (6+10)/8 + (10+8)/8 + (8+4)/8 = 6.75
     assert m["auc"] == pytest.approx(6.75)
@@ -143,7 +149,7 @@ def test_per_prompt_and_last_token_curves():
     np.testing.assert_allclose(per_prompt["dimension"], [3, 6], rtol=0.35)
     assert (per_prompt["upper"] > per_prompt["lower"]).all()
     last = id_curve(states, "twonn", cloud="last")
-    assert (last["n_points"] == 60).all()
+    assert (last["n_tokens"] == 60).all()
     np.testing.assert_allclose(last["dimension"], [3, 6], rtol=0.5)
 
 

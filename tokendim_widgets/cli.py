@@ -193,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .analysis import compare, id_curve
+    from .analysis import compare, format_metrics, id_curve
     from .extraction import extract
     from .graphs import GraphCache
 
@@ -233,7 +233,7 @@ def _run(args: argparse.Namespace) -> int:
     print(table.to_string(index=False))
     metrics = compare(curves)
     print("\nsummary metrics:")
-    print(metrics.drop(columns=["model", "cloud"]).round(3).to_string())
+    print(format_metrics(metrics))
     if getattr(args, "out", None) is not None:
         out: Path = args.out
         try:
@@ -486,6 +486,8 @@ def _size(n_bytes: int) -> str:
 def _summary(session: Session, args: argparse.Namespace, total_s: float, run_s: float) -> str:
     import pandas as pd
 
+    from .analysis import format_metrics
+
     states = session.hidden_states
     curves = session.curves
     main_curve = session.curve
@@ -510,12 +512,7 @@ def _summary(session: Session, args: argparse.Namespace, total_s: float, run_s: 
             for d, lo, hi in zip(curve["dimension"], curve["lower"], curve["upper"], strict=True)
         ]
     lines.append(table.to_string(index=False))
-    lines += ["", "metrics:"]
-    metrics = session.metrics.drop(columns=["model", "cloud"], errors="ignore").round(3)
-    if "working_layer" in metrics:
-        metrics["working_layer"] = metrics["working_layer"].astype("Int64")
-    with pd.option_context("display.width", 200, "display.max_columns", 50):
-        lines.append(metrics.to_string())
+    lines += ["", "metrics:", format_metrics(session.metrics)]
     return "\n".join(lines) + "\n"
 
 

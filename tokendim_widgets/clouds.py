@@ -13,8 +13,13 @@ The estimate depends on how the cloud is built, so the choice is explicit and na
 
 ``drop_first`` (default ``True``) removes the tokens at input position 0. In Llama-style models
 that position is an attention sink whose hidden state has a norm about 150 times the median
-(RESEARCH.md); left in, it forms its own far-away cluster that distorts every neighbourhood
-it touches and the correlation integral's large scales.
+; left in, it forms its own far-away cluster that distorts every neighbourhood it touches
+and the correlation integral's large scales.
+
+``metric`` is the geometry of the cloud: ``"euclidean"`` (default) or ``"cosine"`` (rows
+normalised to unit length, so distances are chords, monotone in the cosine distance).
+``drop_outliers`` leaves out, layer by layer, the massive-norm tokens: rows whose norm exceeds
+:data:`OUTLIER_FACTOR` times the layer's median norm (see :func:`massive_norm_rows`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ import pandas as pd
 from .errors import TokendimError
 
 CLOUDS: tuple[str, ...] = ("all", "last", "per_prompt")
+METRICS: tuple[str, ...] = ("euclidean", "cosine")
+#: A row is a massive-norm outlier when its norm exceeds this multiple of its layer's median.
+OUTLIER_FACTOR = 20.0
 
 
 @dataclass(frozen=True)
@@ -35,14 +43,28 @@ class CloudSpec:
 
     cloud: str = "all"
     drop_first: bool = True
+    metric: str = "euclidean"
+    drop_outliers: bool = False
 
     def __post_init__(self) -> None:
         if self.cloud not in CLOUDS:
             raise TokendimError(f"Unknown cloud {self.cloud!r}: choose one of {', '.join(CLOUDS)}.")
+        if self.metric not in METRICS:
+            raise TokendimError(
+                f"Unknown metric {self.metric!r}: choose one of {', '.join(METRICS)}."
+            )
+        for name in ("drop_first", "drop_outliers"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TokendimError(f"{name} must be True or False, got {getattr(self, name)!r}.")
 
     @property
     def label(self) -> str:
-        return self.cloud + ("" if self.drop_first else "+first")
+        label = self.cloud + ("" if self.drop_first else "+first")
+        if self.metric != "euclidean":
+            label += f"+{self.metric}"
+        if self.drop_outliers:
+            label += "-outliers"
+        return label
 
     def groups(self, tokens: pd.DataFrame) -> list[np.ndarray]:
         """Row indices of each cloud (one group, except for ``"per_prompt"``)."""
@@ -63,3 +85,29 @@ class CloudSpec:
             last = [s + int(np.argmax(positions[s:e])) for s, e in zip(starts, ends, strict=True)]
             return [rows[np.asarray(last, dtype=np.int64)]]
         return [rows[s:e] for s, e in zip(starts, ends, strict=True)]
+
+
+def massive_norm_rows(X: np.ndarray, factor: float = OUTLIER_FACTOR) -> np.ndarray:
+    """Boolean mask of the rows whose norm exceeds ``factor`` times the median row norm.
+
+    Such tokens (attention sinks, delimiter tokens in some models) sit far from the rest of
+    the cloud and distort every neighbourhood and large-scale count that reaches them.
+
+    Examples
+    --------
+    >>> X = np.ones((5, 3)); X[2] *= 100
+    >>> massive_norm_rows(X).tolist()
+    [False, False, True, False, False]
+    """
+    norms = np.linalg.norm(np.asarray(X, dtype=np.float64), axis=1)
+    if norms.size == 0:
+        return np.zeros(0, dtype=bool)
+    median = float(np.median(norms))
+    return norms > factor * median if median > 0 else np.zeros(norms.shape, dtype=bool)
+
+
+def unit_rows(X: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero): the cosine geometry."""
+    X = np.asarray(X, dtype=np.float32)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return np.divide(X, norms, out=np.zeros_like(X), where=norms > 0)

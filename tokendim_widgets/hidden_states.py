@@ -296,6 +296,15 @@ class HiddenStates:
         return self._tokens
 
     @property
+    def compute_dtype(self) -> str:
+        """The precision the model computed the states in (``"float32"`` for synthetic ones).
+
+        Stored layers are float32 whatever it was; near copies of one state differ by the
+        rounding of this precision (see :func:`~tokendim_widgets.graphs.merge_rtol`).
+        """
+        return str(self.options.get("dtype") or "float32").replace("torch.", "")
+
+    @property
     def is_memory_mapped(self) -> bool:
         """True when the layers are read from disk on demand (cached states)."""
         return isinstance(self._layers[0], np.memmap)

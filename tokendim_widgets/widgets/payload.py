@@ -102,35 +102,67 @@ def local_id_payload(local_ids: pd.DataFrame | None) -> tuple[bytes, list[float]
 
 
 METRIC_LABELS = {
-    "working_dimension": ("Working-space dim.", ".2f"),
-    "working_layer": ("Peak layer", "d"),
-    "working_depth": ("Peak depth", ".2f"),
-    "first_dimension": ("First-layer dim.", ".2f"),
-    "final_dimension": ("Final dim.", ".2f"),
-    "expansion_ratio": ("Expansion", ".2f"),
-    "contraction_ratio": ("Contraction", ".2f"),
+    "verdict": ("Shape", None),
+    "working_dimension": ("Working-space dim. [95% CI]", ".2f"),
+    "working_layer": ("Peak layer (p)", "d"),
+    "final_dimension": ("Final dim. [95% CI]", ".2f"),
+    "expansion_ratio": ("Expansion [95% CI]", ".2f"),
+    "contraction_ratio": ("Contraction [95% CI]", ".2f"),
     "auc": ("Mean dim. (AUC)", ".2f"),
+    "n_distinct": ("Distinct points (min)", "d"),
+    "final_layer": ("Last layer", None),
+    "metrics_interval": ("Intervals from", None),
 }
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _with_interval(row: pd.Series, key: str) -> str | None:
+    """``"9.94 [8.70, 11.2]"``: a metric and its interval as one cell."""
+    value = _number(row.get(key))
+    if value is None:
+        return None
+    low, high = _number(row.get(f"{key}_lower")), _number(row.get(f"{key}_upper"))
+    if low is None or high is None:
+        return f"{value:.2f}"
+    return f"{value:.2f} [{low:.2f}, {high:.2f}]"
 
 
 def metrics_payload(
     table: pd.DataFrame | None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """The metrics table as JSON rows and column descriptions."""
+    """The metrics table as JSON rows and column descriptions (metrics with their intervals)."""
     columns = [
         {"key": "curve", "label": "Curve"},
         {"key": "model", "label": "Model"},
         {"key": "estimator", "label": "Estimator"},
-    ] + [{"key": key, "label": label, "format": fmt} for key, (label, fmt) in METRIC_LABELS.items()]
+    ] + [
+        {"key": key, "label": label, **({"format": fmt} if fmt else {})}
+        for key, (label, fmt) in METRIC_LABELS.items()
+    ]
     if table is None:
         return [], columns
     rows = []
     for label, row in table.iterrows():
         item: dict[str, Any] = {"curve": str(label)}
-        for key in ("model", "estimator"):
-            item[key] = str(row.get(key, ""))
-        for key in METRIC_LABELS:
-            value = row.get(key)
-            item[key] = float(value) if value is not None and math.isfinite(float(value)) else None
+        for key in ("model", "estimator", "verdict", "final_layer", "metrics_interval"):
+            item[key] = str(row.get(key, "") or "")
+        for key in ("working_dimension", "final_dimension", "expansion_ratio", "contraction_ratio"):
+            item[key] = _with_interval(row, key)
+        layer = _number(row.get("working_layer"))
+        share = _number(row.get("working_layer_probability"))
+        item["working_layer"] = (
+            None
+            if layer is None
+            else f"{int(layer)}" + (f" ({share:.2f})" if share is not None else "")
+        )
+        item["auc"] = _number(row.get("auc"))
+        item["n_distinct"] = _number(row.get("n_distinct"))
         rows.append(item)
     return rows, columns
