@@ -274,9 +274,9 @@ def id_curve(
         ``n_distinct`` (points after merging copies: the effective sample size),
         ``n_outliers`` (massive-norm tokens at that layer), ``near_copy_fraction`` (points
         whose nearest neighbour is closer than a tenth of the median neighbour distance)
-        and ``interval_method``. The frame's ``attrs`` hold the model, the prompt set, the cloud, the estimator's
-        parameters, the layer kinds and the paired bootstrap replicates that
-        :func:`summarize` turns into intervals of the metrics.
+        and ``interval_method``. The frame's ``attrs`` hold the model, the prompt set, the
+        cloud, the estimator's parameters, the layer kinds and the paired bootstrap
+        replicates that :func:`summarize` turns into intervals of the metrics.
 
     Examples
     --------
