@@ -149,7 +149,7 @@ def _fit_rows(
     fitted = estimator.fit(X, **kwargs)
     low, high = fitted.dimension_interval_
     reps = getattr(fitted, "bootstrap_dimensions_", None)
-    n_rows = int(getattr(fitted, "n_points_", X.shape[0]))
+    n_rows = int(getattr(fitted, "n_points_", None) or X.shape[0])
     n_distinct = n_rows - int(getattr(fitted, "n_duplicates_", 0))
     return LayerFit(
         float(fitted.dimension_),
@@ -363,8 +363,30 @@ def id_curve(
         compute_dtype=hidden_states.compute_dtype,
         n=n,
     )
-    if all(r is not None and r.size for r in replicates) and len({r.size for r in replicates}) == 1:
-        curve.attrs["replicates"] = tuple(tuple(float(v) for v in r) for r in replicates)
+    present = [r for r in replicates if r is not None and r.size]
+    if len(present) == len(replicates) and len({r.size for r in present}) == 1:
+        curve.attrs["replicates"] = tuple(tuple(float(v) for v in r) for r in present)
+    return curve
+
+
+def concat_curves(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """One curve from curves of single layers (or layer ranges) of the same states and options.
+
+    Rows are concatenated; the per-layer ``attrs`` (layer kinds, bootstrap replicates) are
+    joined in the same order, so :func:`summarize` sees the whole curve.
+    """
+    if not parts:
+        raise TokendimError("concat_curves() needs at least one curve.")
+    curve = pd.concat(list(parts), ignore_index=True)
+    attrs = dict(parts[0].attrs)
+    attrs["layer_kinds"] = tuple(k for p in parts for k in p.attrs.get("layer_kinds", ()))
+    reps = [p.attrs.get("replicates") for p in parts]
+    present = [r for r in reps if r]
+    if len(present) == len(reps) and len({len(r[0]) for r in present}) == 1:
+        attrs["replicates"] = tuple(row for r in present for row in r)
+    else:
+        attrs.pop("replicates", None)
+    curve.attrs = attrs
     return curve
 
 

@@ -30,6 +30,7 @@ Each stored layer has a kind (:attr:`HiddenStates.layer_kinds`), recorded in the
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -147,6 +148,9 @@ class HiddenStates:
         drop_special, final_norm, dtype, seed...).
     cache_key : str or None
         Key of the cache entry the states were read from or written to; None when not cached.
+    uid : str
+        Unique to this object (never reused, unlike ``id()``): results cached from these
+        states are keyed by it.
 
     Examples
     --------
@@ -200,6 +204,9 @@ class HiddenStates:
         self.prompts: tuple[str, ...] = tuple(prompts)
         self.options: dict[str, Any] = dict(options or {})
         self.cache_key = cache_key
+        # Unique to this object for the life of the process (unlike id(), never reused): the
+        # key under which results computed from these states are cached.
+        self.uid = uuid.uuid4().hex
 
     # ---- construction ------------------------------------------------------------------
     @classmethod

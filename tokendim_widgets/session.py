@@ -34,8 +34,8 @@ import pandas as pd
 import traitlets as t
 
 from . import projection as proj
-from .analysis import compare, estimator_label, id_curve, local_id, summarize
-from .clouds import CLOUDS, CloudSpec
+from .analysis import compare, concat_curves, estimator_label, id_curve, local_id, summarize
+from .clouds import CLOUDS, METRICS, CloudSpec
 from .errors import Cancelled, TokendimError
 from .estimators import ESTIMATORS, make_estimator
 from .graphs import GraphCache
@@ -46,8 +46,17 @@ log = logging.getLogger(__name__)
 # Which parameters each stage's result depends on. A result is published only if these are
 # unchanged since its computation started.
 STATE_KEYS = ("model", "prompts", "shuffled", "max_tokens", "max_length", "device", "dtype")
-CURVE_KEYS = (*STATE_KEYS, "estimator", "k", "scale", "cloud", "drop_first", "overlay")
-LOCAL_KEYS = (*STATE_KEYS, "k", "drop_first")
+CURVE_KEYS = (
+    *STATE_KEYS,
+    "estimator",
+    "k",
+    "scale",
+    "cloud",
+    "drop_first",
+    "metric",
+    "overlay",
+)
+LOCAL_KEYS = (*STATE_KEYS, "k", "drop_first", "metric")
 PROJECTION_KEYS = (*STATE_KEYS, "layer", "projection_method", "drop_first")
 FILL_KEYS = (*STATE_KEYS, "projection_method", "drop_first")
 PARAMS = tuple(dict.fromkeys((*CURVE_KEYS, *PROJECTION_KEYS)))
@@ -119,6 +128,7 @@ class Session(t.HasTraits):
     scale = t.Int(None, allow_none=True, help="Scale of multiscale estimators (GRIDE n1)")
     cloud = t.Unicode("all", help="Cloud: " + ", ".join(CLOUDS))
     drop_first = t.Bool(True, help="Leave out input position 0 (attention sinks)")
+    metric = t.Unicode("euclidean", help="Geometry of curves and local IDs: " + ", ".join(METRICS))
     overlay = t.List(t.Unicode(), help="More estimators drawn beside the main one")
     layer = t.Int(-1, help="Selected layer; -1 until chosen (then the curve's peak)")
     selected_tokens = t.Any(help="Selected token rows (int array)")
@@ -470,7 +480,7 @@ class Session(t.HasTraits):
         self, snap: dict[str, Any], states: HiddenStates, graphs: GraphCache
     ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
         names = list(dict.fromkeys([snap["estimator"], *snap["overlay"]]))
-        spec = CloudSpec(snap["cloud"], snap["drop_first"])
+        spec = CloudSpec(snap["cloud"], snap["drop_first"], snap["metric"])
         built: dict[str, pd.DataFrame] = {}
         total = len(names) * states.n_layers
         done = 0
@@ -479,7 +489,7 @@ class Session(t.HasTraits):
             label = estimator_label(estimator)
             parts = []
             for layer in range(states.n_layers):
-                key = (id(states), label, spec, layer)
+                key = (states.uid, label, spec, layer)
                 row = self._curve_rows.get_fresh(key)
                 if row is None:
                     self._checkpoint(snap, CURVE_KEYS)
@@ -491,15 +501,14 @@ class Session(t.HasTraits):
                         estimator,
                         cloud=spec.cloud,
                         drop_first=spec.drop_first,
+                        metric=spec.metric,
                         layers=[layer],
                         graphs=graphs,
                     )
                     self._curve_rows.put(key, row)
                 parts.append(row)
                 done += 1
-            curve = pd.concat(parts, ignore_index=True)
-            curve.attrs.update(parts[0].attrs)
-            built[label] = curve
+            built[label] = concat_curves(parts)
         main = built.pop(next(iter(built)))
         return main, built
 
@@ -521,12 +530,18 @@ class Session(t.HasTraits):
             self._overlays = dict(overlays)
 
     def _local(self, snap: dict[str, Any], states: HiddenStates, graphs: GraphCache) -> Any:
-        key = (id(states), snap["k"], snap["drop_first"])
+        key = (states.uid, snap["k"], snap["drop_first"], snap["metric"])
         frame = self._locals.get_fresh(key)
         if frame is None:
             self._checkpoint(snap, LOCAL_KEYS)
             self._publish(snap, LOCAL_KEYS, status="local dimensions")
-            frame = local_id(states, snap["k"], drop_first=snap["drop_first"], graphs=graphs)
+            frame = local_id(
+                states,
+                snap["k"],
+                drop_first=snap["drop_first"],
+                metric=snap["metric"],
+                graphs=graphs,
+            )
             self._locals.put(key, frame)
         return frame
 
