@@ -18,6 +18,7 @@ from tokendim_widgets.analysis import (
     null_curves,
     peak_probabilities,
 )
+from tokendim_widgets.clouds import CloudSpec
 from tokendim_widgets.graphs import GraphCache, merge_rtol
 
 
@@ -189,3 +190,20 @@ def test_format_metrics_shows_intervals_and_verdicts(rise_and_fall):
     text = format_metrics(table)
     assert "expansion-contraction" in text
     assert "[" in text and "intervals from" in text
+
+
+@pytest.mark.parametrize("estimator", ["twonn", "mle", "gride", "correlation"])
+def test_staged_graphs_give_the_curves_of_one_deep_graph(rise_and_fall, estimator):
+    deep = GraphCache(rise_and_fall)
+    staged = GraphCache(rise_and_fall, staged=True)
+    a = id_curve(rise_and_fall, estimator, layers=[1, 2], graphs=deep)
+    b = id_curve(rise_and_fall, estimator, layers=[1, 2], graphs=staged)
+    pd.testing.assert_frame_equal(a, b)
+    assert a.attrs.get("replicates") == b.attrs.get("replicates")
+    if estimator == "twonn":  # the shallow graphs hold just the two neighbours TwoNN needs
+        assert all(staged.cached(layer, CloudSpec()).k == 2 for layer in (1, 2))
+    # A later request for more neighbours deepens to the full capacity, once per layer.
+    searches = staged.searches
+    id_curve(rise_and_fall, "mle", layers=[1, 2], graphs=staged)
+    id_curve(rise_and_fall, ("mle", {"k": 40}), layers=[1, 2], graphs=staged)
+    assert staged.searches - searches <= 2

@@ -88,6 +88,11 @@ class GraphCache:
     rtol : float, optional
         Duplicate-merge threshold relative to each cloud's RMS radius. Default: from the
         precision the states were computed in (:func:`layer_rtol`).
+    staged : bool, default False
+        Build a layer's first graph with only the neighbours asked for (TwoNN's curve needs
+        two: a few times cheaper than ``capacity``), and search again at ``capacity`` on the
+        first request for more. The neighbours and curves are the same either way; only
+        when they are ready changes. The session uses it so that its first curve comes early.
 
     Examples
     --------
@@ -108,8 +113,10 @@ class GraphCache:
         device: str = "auto",
         capacity: int = DEFAULT_CAPACITY,
         rtol: float | None = None,
+        staged: bool = False,
     ) -> None:
         self.hidden_states = hidden_states
+        self.staged = bool(staged)
         self.device = device
         self.capacity = int(capacity)
         self.rtol = None if rtol is None else float(rtol)
@@ -169,6 +176,8 @@ class GraphCache:
         graph = self.cached(layer, spec, group, k)
         if graph is not None:
             return graph
+        with self._lock:
+            first = (layer, spec, group) not in self._graphs
         rows = self.rows(layer, spec, group)
         if len(rows) < 3:
             raise TokendimError(
@@ -176,6 +185,8 @@ class GraphCache:
                 "are needed. Use more or longer prompts, or another cloud."
             )
         want = max(int(k), min(self.capacity, len(rows) - 1))
+        if self.staged and first:
+            want = min(int(k), len(rows) - 1)
         X = self.points(layer, rows, spec.metric)
         graph = build_capped(X, want, device=self.device, rtol=self.rtol_for(X))
         with self._lock:

@@ -455,7 +455,7 @@ class Session(t.HasTraits):
     def _graph_cache(self, states: HiddenStates) -> GraphCache:
         graphs = self._graphs.get_fresh(id(states))
         if graphs is None or graphs.hidden_states is not states:
-            graphs = GraphCache(states, device=self.device)
+            graphs = GraphCache(states, device=self.device, staged=True)
             self._graphs.put(id(states), graphs)
         return graphs
 
