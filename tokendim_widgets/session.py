@@ -61,6 +61,9 @@ PROJECTION_KEYS = (*STATE_KEYS, "layer", "projection_method", "drop_first")
 FILL_KEYS = (*STATE_KEYS, "projection_method", "drop_first")
 PARAMS = tuple(dict.fromkeys((*CURVE_KEYS, *PROJECTION_KEYS)))
 
+#: Build each layer's first graph with only the neighbours the curve needs (see GraphCache).
+STAGED_GRAPHS = True
+
 #: Estimators take the session's ``k`` and ``scale`` through these constructor parameters.
 K_PARAMS = ("k", "n_neighbors")
 SCALE_PARAMS = ("scale",)
@@ -455,7 +458,7 @@ class Session(t.HasTraits):
     def _graph_cache(self, states: HiddenStates) -> GraphCache:
         graphs = self._graphs.get_fresh(id(states))
         if graphs is None or graphs.hidden_states is not states:
-            graphs = GraphCache(states, device=self.device, staged=True)
+            graphs = GraphCache(states, device=self.device, staged=STAGED_GRAPHS)
             self._graphs.put(id(states), graphs)
         return graphs
 
