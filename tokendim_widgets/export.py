@@ -22,7 +22,8 @@ Four tables in a folder, as Parquet (needs pyarrow: the ``export`` extra) or CSV
 
 ``curves``
     Long format, one row per curve and layer: ``curve`` (label), ``model``, ``estimator``,
-    ``cloud``, ``layer``, ``depth``, ``dimension``, ``lower``, ``upper``, ``n_points``.
+    ``cloud``, ``layer``, ``depth``, ``dimension``, ``lower``, ``upper``, ``n_tokens``,
+    ``n_distinct`` and the other columns of :func:`~tokendim_widgets.id_curve`.
 ``metrics``
     One row per curve: ``curve``, ``model``, ``estimator``, ``cloud`` and the paper's metrics
     (:func:`tokendim_widgets.compare`).

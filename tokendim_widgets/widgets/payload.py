@@ -78,6 +78,9 @@ def curves_payload(curves: Mapping[str, pd.DataFrame]) -> list[dict[str, Any]]:
                 "lower": _finite_or_none(curve["lower"]),
                 "upper": _finite_or_none(curve["upper"]),
                 "peak_layer": peak,
+                "interval_method": (
+                    str(curve["interval_method"].iloc[0]) if "interval_method" in curve else ""
+                ),
             }
         )
     return out
