@@ -166,3 +166,46 @@ def test_a_model_reference_and_its_shuffled_control(tiny_dir):
         assert len(s.curve) == 4 and s.error == ""
     finally:
         s.close()
+
+
+def test_null_controls_are_drawn_beside_the_curve(session):
+    session.controls = ["gaussian"]
+    session.run().wait(120)
+    labels = [label for label in session.curves if "control" in label]
+    assert labels == ["twonn · gaussian control"]
+    null = session.curves[labels[0]]
+    assert null.attrs["control"] == "gaussian"
+    assert len(null) == len(session.curve)
+    assert labels[0] in session.metrics.index
+    session.controls = []
+    session.wait(60)
+    assert not [label for label in session.curves if "control" in label]
+
+
+def test_new_states_never_get_the_curve_of_freed_ones():
+    import gc
+
+    from tokendim_widgets import HiddenStates
+
+    rng = np.random.default_rng(0)
+    first = Session.from_hidden_states(
+        HiddenStates.from_arrays(rng.normal(size=(2, 300, 3)).astype("float32")),
+        projection_method="pca",
+        drop_first=False,
+    )
+    first.run().wait(60)
+    low = first.curve["dimension"].to_numpy()
+    # A second session over other states, created after the first states were freed: an
+    # id() reused by CPython must not bring back the first curve.
+    first._fixed_states = None
+    first.close()
+    del first
+    gc.collect()
+    second = Session.from_hidden_states(
+        HiddenStates.from_arrays(rng.normal(size=(2, 300, 9)).astype("float32")),
+        projection_method="pca",
+        drop_first=False,
+    )
+    second.run().wait(60)
+    assert (second.curve["dimension"].to_numpy() > low + 2).all()
+    second.close()

@@ -965,6 +965,10 @@ def gaussian_control(
     )
 
 
+#: The null controls :func:`null_curves` computes.
+NULL_CONTROLS = ("gaussian", "random_init")
+
+
 def null_curves(
     hidden_states: HiddenStates,
     estimator: Any = DEFAULT_ESTIMATOR,
@@ -1009,5 +1013,7 @@ def null_curves(
             )
         else:
             raise TokendimError(f"Unknown control {control!r}: choose 'gaussian' or 'random_init'.")
-        out[control] = id_curve(null, estimator, **curve_options)
+        curve = id_curve(null, estimator, **curve_options)
+        curve.attrs["control"] = control
+        out[control] = curve
     return out

@@ -34,7 +34,16 @@ import pandas as pd
 import traitlets as t
 
 from . import projection as proj
-from .analysis import compare, concat_curves, estimator_label, id_curve, local_id, summarize
+from .analysis import (
+    NULL_CONTROLS,
+    compare,
+    concat_curves,
+    estimator_label,
+    id_curve,
+    local_id,
+    null_curves,
+    summarize,
+)
 from .clouds import CLOUDS, METRICS, CloudSpec
 from .errors import Cancelled, TokendimError
 from .estimators import ESTIMATORS, make_estimator
@@ -55,6 +64,7 @@ CURVE_KEYS = (
     "drop_first",
     "metric",
     "overlay",
+    "controls",
 )
 LOCAL_KEYS = (*STATE_KEYS, "k", "drop_first", "metric")
 PROJECTION_KEYS = (*STATE_KEYS, "layer", "projection_method", "drop_first")
@@ -133,6 +143,9 @@ class Session(t.HasTraits):
     drop_first = t.Bool(True, help="Leave out input position 0 (attention sinks)")
     metric = t.Unicode("euclidean", help="Geometry of curves and local IDs: " + ", ".join(METRICS))
     overlay = t.List(t.Unicode(), help="More estimators drawn beside the main one")
+    controls = t.List(
+        t.Unicode(), help="Null controls of the main curve: " + ", ".join(NULL_CONTROLS)
+    )
     layer = t.Int(-1, help="Selected layer; -1 until chosen (then the curve's peak)")
     selected_tokens = t.Any(help="Selected token rows (int array)")
     projection_method = t.Unicode("umap", help="'umap' (PCA first as preview) or 'pca'")
@@ -178,6 +191,9 @@ class Session(t.HasTraits):
         self._projections: _LRU = _LRU(512)
         self._pinned: dict[str, pd.DataFrame] = {}
         self._overlays: dict[str, pd.DataFrame] = {}
+        self._controls: dict[str, pd.DataFrame] = {}
+        self._controls_for: Any = None
+        self._control_curves: _LRU = _LRU(16)
         self._loaded: tuple[tuple[str, str, str], Any] | None = None
         self._last_progress = 0.0
         self._thread = threading.Thread(target=self._loop, name="tokendim-session", daemon=True)
@@ -279,6 +295,7 @@ class Session(t.HasTraits):
         with self._lock:
             values = {name: getattr(self, name) for name in PARAMS}
         values["overlay"] = tuple(values["overlay"])
+        values["controls"] = tuple(values["controls"])
         if isinstance(values["prompts"], list):
             values["prompts"] = tuple(values["prompts"])
         return values
@@ -383,6 +400,8 @@ class Session(t.HasTraits):
                 projection_kind="umap",
                 projection_layer=layer,
             )
+        if snap["controls"]:
+            self._publish_controls(snap, states, curve, overlays)
         self._publish(snap, PARAMS, status="done", busy=False, progress=1.0)
         self._maybe_idle()
         self._fill_projections(snap, states, graphs, layer)
@@ -482,6 +501,9 @@ class Session(t.HasTraits):
     def _curves(
         self, snap: dict[str, Any], states: HiddenStates, graphs: GraphCache
     ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+        with self._lock:
+            if self._controls_for != self._controls_identity(snap, states):
+                self._controls, self._controls_for = {}, None
         names = list(dict.fromkeys([snap["estimator"], *snap["overlay"]]))
         spec = CloudSpec(snap["cloud"], snap["drop_first"], snap["metric"])
         built: dict[str, pd.DataFrame] = {}
@@ -518,13 +540,51 @@ class Session(t.HasTraits):
     def _current_overlays(self) -> dict[str, pd.DataFrame]:
         return dict(self._overlays)
 
+    def _controls_identity(self, snap: dict[str, Any], states: HiddenStates) -> Any:
+        label = estimator_label(self._estimator(snap["estimator"], snap))
+        return (states.uid, label, snap["cloud"], snap["drop_first"], snap["metric"])
+
+    def _publish_controls(
+        self,
+        snap: dict[str, Any],
+        states: HiddenStates,
+        curve: pd.DataFrame,
+        overlays: dict[str, pd.DataFrame],
+    ) -> None:
+        """Null-control curves of the main estimator, drawn beside the curve."""
+        estimator = self._estimator(snap["estimator"], snap)
+        label = estimator_label(estimator)
+        built: dict[str, pd.DataFrame] = {}
+        for control in snap["controls"]:
+            key = (states.uid, control, label, snap["cloud"], snap["drop_first"], snap["metric"])
+            null = self._control_curves.get_fresh(key)
+            if null is None:
+                self._checkpoint(snap, CURVE_KEYS)
+                self._publish(snap, CURVE_KEYS, status=f"{control} control")
+                null = null_curves(
+                    states,
+                    estimator,
+                    controls=[control],
+                    model=snap["model"] if self._fixed_states is None else None,
+                    cloud=snap["cloud"],
+                    drop_first=snap["drop_first"],
+                    metric=snap["metric"],
+                )[control]
+                self._control_curves.put(key, null)
+            built[f"{label} · {control} control"] = null
+        with self._lock:
+            self._controls = built
+            self._controls_for = self._controls_identity(snap, states)
+        self._publish_curves(curve, overlays, snap)
+
     def _publish_curves(
         self,
         curve: pd.DataFrame,
         overlays: dict[str, pd.DataFrame],
         snap: dict[str, Any] | None = None,
     ) -> None:
-        everything = {curve.attrs["estimator"]: curve, **overlays, **self._pinned}
+        controls = self._controls if snap is None or snap.get("controls") else {}
+        everything = {curve.attrs["estimator"]: curve, **overlays, **controls, **self._pinned}
         table = compare(everything)
         values = {"curve": curve, "curves": everything, "metrics": table}
         if snap is None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..analysis import summarize
+from ..analysis import peak_probabilities, summarize
 
 
 def int32_bytes(values: Any) -> bytes:
@@ -62,12 +62,23 @@ def _finite_or_none(values: Any) -> list[float | None]:
 
 
 def curves_payload(curves: Mapping[str, pd.DataFrame]) -> list[dict[str, Any]]:
-    """Every curve as a small JSON object (a few hundred numbers at most)."""
+    """Every curve as a small JSON object (a few hundred numbers at most).
+
+    Besides the values: the peak layer, the probability of the peak at each layer, the
+    verdict, the interval method, each layer's kind (the embedding layer is drawn apart) and
+    ``kind``: ``"control"`` for null-control curves, ``"curve"`` otherwise.
+    """
     out = []
     for label, curve in curves.items():
         dims = curve["dimension"].to_numpy(dtype=float)
         finite = np.isfinite(dims)
-        peak = int(summarize(curve)["working_layer"]) if finite.any() else None
+        metrics = summarize(curve) if finite.any() else None
+        peak = int(metrics["working_layer"]) if metrics is not None else None
+        probabilities = (
+            peak_probabilities(curve).reindex(curve["layer"]).fillna(0.0).tolist()
+            if metrics is not None
+            else []
+        )
         out.append(
             {
                 "label": str(label),
@@ -78,6 +89,10 @@ def curves_payload(curves: Mapping[str, pd.DataFrame]) -> list[dict[str, Any]]:
                 "lower": _finite_or_none(curve["lower"]),
                 "upper": _finite_or_none(curve["upper"]),
                 "peak_layer": peak,
+                "peak_probability": _finite_or_none(probabilities),
+                "verdict": str(metrics["verdict"]) if metrics is not None else "",
+                "layer_kinds": [str(k) for k in curve.attrs.get("layer_kinds", ())],
+                "kind": "control" if curve.attrs.get("control") else "curve",
                 "interval_method": (
                     str(curve["interval_method"].iloc[0]) if "interval_method" in curve else ""
                 ),
