@@ -81,6 +81,22 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         ) from None
 
 
+def as_host_array(x: Any) -> Any:
+    """``x`` as a numpy array when it is a torch tensor, else ``x`` unchanged.
+
+    Any device; reduced-precision floats (bfloat16, which numpy lacks, float16) become
+    float32, exactly. Callers then check the array as they check any other.
+    """
+    if not all(hasattr(x, name) for name in ("detach", "cpu", "is_floating_point")):
+        return x
+    import torch
+
+    t = x.detach().cpu()
+    if t.is_floating_point() and t.dtype not in (torch.float32, torch.float64):
+        t = t.to(torch.float32)
+    return t.numpy()
+
+
 # ---- memory ------------------------------------------------------------------------------
 #: Messages of out-of-memory errors that torch raises as plain RuntimeErrors: the caching
 #: allocator's, MPS's, and cuBLAS/cuDNN failing to allocate their workspace.

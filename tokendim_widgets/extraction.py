@@ -703,6 +703,7 @@ def extract(
     cancel: CancelLike = None,
     seed: int = 0,
     input_ids: Sequence[Sequence[int]] | None = None,
+    on_load: Callable[[tuple[Any, Any]], Any] | None = None,
 ) -> HiddenStates:
     """Hidden states of every layer for every token of a prompt set.
 
@@ -755,6 +756,10 @@ def extract(
         Token ids to run instead of tokenising the texts, one list per prompt, special
         tokens included (e.g. ``PromptSet.shuffled_token_ids(tokenizer)``, the exact
         shuffled control).
+    on_load : callable, optional
+        Called with the ``(model, tokenizer)`` pair when this call loads the model from its
+        reference (not on a cache hit), so a caller can keep it for the next prompt set
+        instead of loading it again.
 
     Returns
     -------
@@ -842,6 +847,8 @@ def extract(
 
         assert ref is not None
         loaded = load_model(model, device=device, dtype=dtype)
+        if on_load is not None:
+            on_load(loaded)
         if key is None:  # a hub model at a branch: its commit is known once downloaded
             identity = loaded_identity(loaded[0]) or model_identity(ref)
             key = extraction_key(identity, prompt_set.hash, options)
