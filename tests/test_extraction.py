@@ -407,9 +407,7 @@ def test_a_corrupted_entry_is_recomputed(tiny_dir, cache_dir: Path) -> None:
     layer.write_bytes(bytes(data))
     store_module._verified.clear()  # as a new process
     calls: list[int] = []
-    again = extract(
-        folder, PROMPTS, progress=lambda done, total, rate: calls.append(done), **run
-    )
+    again = extract(folder, PROMPTS, progress=lambda done, total, rate: calls.append(done), **run)
     assert calls[-1] > 0
     np.testing.assert_array_equal(again.layer(1), expected)
 
