@@ -181,7 +181,8 @@ def _apply_precision_flags(flags: dict[str, Any]) -> None:
     if "cuda_tf32" in flags:
         matmul.allow_tf32 = flags["cuda_tf32"]
     if "mkldnn" in flags:
-        torch.backends.mkldnn.matmul.fp32_precision = flags["mkldnn"]
+        mkldnn_matmul = getattr(torch.backends.mkldnn, "matmul")  # noqa: B009 (torch >= 2.9)
+        mkldnn_matmul.fp32_precision = flags["mkldnn"]
     if "bf16_reduction" in flags:
         matmul.allow_bf16_reduced_precision_reduction = flags["bf16_reduction"]
 
