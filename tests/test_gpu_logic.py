@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import gc
 import math
+import os
+import subprocess
+import sys
 from collections import deque
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -456,3 +460,50 @@ def test_the_session_loads_a_model_once_and_frees_it_for_the_next(
         assert loaded[0]() is None  # the first model was let go
     finally:
         s.close()
+
+
+_GUARD_SCRIPT = """
+import sys, warnings
+import torch
+warnings.simplefilter("error")
+from tokendim_widgets._device import full_float32
+m, mk = torch.backends.cuda.matmul, torch.backends.mkldnn.matmul
+case = sys.argv[1]
+if case == "legacy":
+    m.allow_tf32 = True
+elif case == "new":
+    m.fp32_precision = "tf32"
+elif case == "precision":
+    torch.set_float32_matmul_precision("high")
+def read(f):
+    try:
+        return f()
+    except RuntimeError:
+        return "raises"
+def state():
+    return (read(lambda: m.allow_tf32), m.fp32_precision, mk.fp32_precision,
+            read(torch.get_float32_matmul_precision), m.allow_bf16_reduced_precision_reduction)
+before = state()
+with full_float32():
+    inside = state()
+assert state() == before, (state(), before)
+assert inside[1:3] == ("ieee", "ieee") and inside[4] is False, inside
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not hasattr(torch.backends.cuda.matmul, "fp32_precision"), reason="torch < 2.9")
+@pytest.mark.parametrize("case", ["untouched", "legacy", "new", "precision"])
+def test_the_guard_restores_every_way_of_setting_the_precision(case: str) -> None:
+    # However the user set TF32 (legacy flag, new per-backend setting, matmul precision),
+    # the guard leaves every reading as it found it: no "mixed legacy and new API" state,
+    # in which torch refuses to read allow_tf32.
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", _GUARD_SCRIPT, case],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]

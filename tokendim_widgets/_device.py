@@ -159,10 +159,16 @@ def _precision_flags() -> dict[str, Any]:
 
     flags: dict[str, Any] = {}
     matmul = torch.backends.cuda.matmul
+    # The legacy flag where it reads: setting the new one over a legacy setting would leave
+    # torch's "mixed APIs" state, in which reading allow_tf32 raises. It raises already when
+    # the user set the new one: then the new one.
     try:
-        flags["cuda"] = str(matmul.fp32_precision)
-    except (AttributeError, RuntimeError):  # torch < 2.9: the legacy flag only
         flags["cuda_tf32"] = bool(matmul.allow_tf32)
+        # Setting the legacy flag makes the new one explicit: "none" (inherit) comes back.
+        with contextlib.suppress(AttributeError, RuntimeError):
+            flags["cuda_inherit"] = str(matmul.fp32_precision) == "none"
+    except RuntimeError:
+        flags["cuda"] = str(matmul.fp32_precision)
     mkldnn = getattr(getattr(torch.backends, "mkldnn", None), "matmul", None)
     if mkldnn is not None:
         with contextlib.suppress(AttributeError, RuntimeError):
@@ -180,6 +186,8 @@ def _apply_precision_flags(flags: dict[str, Any]) -> None:
         matmul.fp32_precision = flags["cuda"]
     if "cuda_tf32" in flags:
         matmul.allow_tf32 = flags["cuda_tf32"]
+    if flags.get("cuda_inherit"):
+        matmul.fp32_precision = "none"
     if "mkldnn" in flags:
         mkldnn_matmul = getattr(torch.backends.mkldnn, "matmul")  # noqa: B009 (torch >= 2.9)
         mkldnn_matmul.fp32_precision = flags["mkldnn"]
