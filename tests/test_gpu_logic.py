@@ -280,6 +280,32 @@ def test_memory_is_read_after_collecting_cycles_and_emptying_the_cache(fake_gpu)
     assert free == total == 80 * 2**30 and fake_gpu["emptied"] == 1
 
 
+def test_placement_reads_fresh_memory(tiny_dir, fake_gpu, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A 20 GiB model on an 80 GiB GPU whose memory is held by garbage (an old model in a
+    # reference cycle) and the allocator's cache: a stale reading (10 GiB free) would spread
+    # it over the CPU with device_map="auto".
+    captured: dict[str, Any] = {}
+    real = models_module._from_pretrained
+
+    def from_pretrained(loader: Any, spec: Any, **kwargs: Any) -> Any:
+        if loader.__name__.startswith("AutoModel"):
+            captured.update(kwargs)
+            return torch.nn.Linear(2, 2)  # stands for the model; .to("cuda") is not called
+        return real(loader, spec, **kwargs)
+
+    monkeypatch.setattr(models_module, "_from_pretrained", from_pretrained)
+    monkeypatch.setattr(models_module, "estimated_bytes", lambda config, dtype: 20 * 2**30)
+    monkeypatch.setattr(torch.nn.Linear, "to", lambda self, *a, **k: self)
+    gc.disable()
+    try:
+        _Held(fake_gpu, 60 * 2**30)
+        fake_gpu["cache"] = 10 * 2**30
+        models_module.load_model(tiny_dir("llama"), device="cuda", dtype="float32")
+    finally:
+        gc.enable()
+    assert "device_map" not in captured
+
+
 def test_batch_budget_from_fresh_memory_and_attention(tiny, fake_gpu) -> None:
     model, _ = tiny("llama")
     cuda = torch.device("cuda")
