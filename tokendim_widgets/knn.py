@@ -70,7 +70,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._device import resolve_device
+from ._device import (
+    free_memory,
+    full_float32,
+    is_out_of_memory,
+    product_unit_roundoff,
+    resolve_device,
+)
 from .errors import TokendimError
 
 __all__ = [
@@ -95,6 +101,15 @@ _GPU_TILE = 8192
 # while still in the caches (at D = 768 on 2 cores: 4 MiB 0.19 s, 1 MiB 0.26 s, 0.5 MiB 0.28 s
 # for 10^4 x 80 candidates; torch.cdist on 8 MiB steps took 3-4x longer).
 _RERANK_BYTES = 4 * 2**20
+# On a GPU each step is a few kernel launches: steps as large as a screening tile's buffer
+# (256 MiB at the default tile), not ~10^4 tiny ones per graph.
+# Smallest tile the out-of-memory retry goes down to before it gives up.
+_MIN_TILE = 256
+
+
+def _rerank_bytes(dev: torch.device, tile: int) -> int:
+    """Bytes of one re-rank step: cache-sized on the CPU, a tile's buffer on a GPU."""
+    return _RERANK_BYTES if dev.type == "cpu" else max(_RERANK_BYTES, 4 * tile * tile)
 
 
 # --------------------------------------------------------------------------------------------
@@ -225,9 +240,13 @@ def float32_error(dim: int) -> float:
 
     Rounding of the centred rows, of the products and of sums over D terms (blocked BLAS sums
     grow like sqrt(D) in practice), with a safety factor of 8: 2.8e-5 at D = 768. The kNN
-    verification and the correlation dimension's exact counting share it.
+    verification and the correlation dimension's exact counting share it. Where torch may
+    round float32 products to TF32 or bfloat16 (``set_float32_matmul_precision``), the bound
+    widens by four units of that rounding (inputs and norms, both sides); the kNN search
+    itself runs in full float32 (:func:`~tokendim_widgets._device.full_float32`).
     """
-    return 8.0 * (2.0 + math.sqrt(dim)) * float(torch.finfo(torch.float32).eps)
+    eps = float(torch.finfo(torch.float32).eps)
+    return 8.0 * (2.0 + math.sqrt(dim)) * eps + 4.0 * product_unit_roundoff()
 
 
 def _margin(k: int, screen: str) -> int:
@@ -256,12 +275,17 @@ def _column_mean(t: torch.Tensor, dev: torch.device) -> torch.Tensor:
 
 
 def _centred(
-    t: torch.Tensor, dev: torch.device, *, keep_rows: bool = True
+    t: torch.Tensor,
+    dev: torch.device,
+    *,
+    keep_rows: bool = True,
+    order: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(float64 mean, centred rows in float32 (none unless keep_rows), their squared norms).
 
     Centred in the input's precision (float64 input keeps its small differences on top of a
-    large offset), then rounded to float32 for the products.
+    large offset), then rounded to float32 for the products. With ``order`` the rows and
+    norms come in that order (the screen's), so no second centred copy is made.
     """
     n, dim = int(t.shape[0]), int(t.shape[1])
     mean = _column_mean(t, dev)
@@ -270,7 +294,8 @@ def _centred(
     xc = torch.empty((n if keep_rows else 0, dim), dtype=torch.float32, device=dev)
     sq32 = torch.empty(n, dtype=torch.float32, device=dev)
     for s in range(0, n, _CENTRE_STEP):
-        part = (t[s : s + _CENTRE_STEP].to(dev, rows_dtype) - mean_in).to(torch.float32)
+        rows = t[s : s + _CENTRE_STEP] if order is None else t[order[s : s + _CENTRE_STEP]]
+        part = (rows.to(dev, rows_dtype) - mean_in).to(torch.float32)
         sq32[s : s + _CENTRE_STEP] = part.pow(2).sum(dim=1)
         if keep_rows:
             xc[s : s + _CENTRE_STEP] = part
@@ -619,7 +644,42 @@ def _search(
     chunk_size: int | None,
     screen: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """(distances, indices) of :func:`knn`, and the rows' RMS radius (for the copies rule)."""
+    """(distances, indices) of :func:`knn`, and the rows' RMS radius (for the copies rule).
+
+    The products run in full float32 whatever torch's precision settings (the verification
+    bounds assume it). On an accelerator, an out-of-memory error frees the memory and runs
+    the search again with tiles half as wide, down to ``_MIN_TILE`` rows.
+    """
+    tile = chunk_size
+    while True:
+        out_of_memory = False
+        try:
+            with full_float32():
+                return _search_tiles(t, k, dev, tile, screen)
+        except Exception as exc:
+            if dev.type == "cpu" or not is_out_of_memory(exc):
+                raise
+            out_of_memory = True
+        if out_of_memory:  # outside the except block: its frames hold the search's tensors
+            free_memory()
+            current = min(int(t.shape[0]), int(tile) if tile else _GPU_TILE)
+            if current <= _MIN_TILE:
+                raise TokendimError(
+                    f"Out of memory on {dev} for the kNN search of {int(t.shape[0])} points "
+                    f"even with tiles of {current} rows: free GPU memory, use fewer tokens "
+                    "(max_tokens), or search on the CPU (device='cpu')."
+                ) from None
+            tile = max(_MIN_TILE, current // 2)
+
+
+def _search_tiles(
+    t: torch.Tensor,
+    k: int,
+    dev: torch.device,
+    chunk_size: int | None,
+    screen: str = "auto",
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """One exact search with the given tile (see :func:`_search`)."""
     n, dim = int(t.shape[0]), int(t.shape[1])
     kind = _check_screen(screen, dev)
     m = min(n - 1, k + _margin(k, kind))
@@ -634,8 +694,7 @@ def _search(
         tile = int(chunk_size)
     tile = min(n, tile)
     step = max(tile, 1024)
-    mean, xc, sq32 = _centred(rows_dev, dev)
-    rms = _rms(sq32)
+    rerank_bytes = _rerank_bytes(dev, tile)
 
     # The tiles follow a seeded random order of the points: the diagonal tile, which sets
     # each row's first threshold, is then a uniform sample of the cloud (in input order it
@@ -647,21 +706,35 @@ def _search(
     if perm is not None:
         inverse = torch.empty_like(perm)
         inverse[perm] = torch.arange(n, device=dev)
+    # The centred rows exist once, in the screen's order (xs, norms sqs); sq32 holds the
+    # norms in input order. Beside the input, no other copy of the cloud is made.
+    mean, xs, sqs = _centred(rows_dev, dev, order=perm)
+    sq32 = sqs if inverse is None else sqs[inverse]
+    rms = _rms(sq32)
+
+    def select_rows(scr: _Screen, rows: torch.Tensor, width: int) -> tuple[Any, torch.Tensor]:
+        """:func:`_select_rows` of input rows, candidates as input indices."""
+        if perm is None or inverse is None:
+            return _select_rows(scr, rows, n, width, tile, dev)
+        approx, cand = _select_rows(scr, inverse[rows], n, width, tile, dev)
+        return approx, perm[cand]
 
     def screen_of(kind: str) -> tuple[_Screen, torch.Tensor]:
         """The screen over the shuffled rows, and each original row's bfloat16 rounding."""
-        if perm is None:
-            scr = _Screen(xc, sq32, kind)
+        scr = _Screen(xs, sqs, kind)
+        if inverse is None:
             return scr, scr.lost
-        scr = _Screen(xc[perm], sq32[perm], kind)
         return scr, scr.lost[inverse] if scr.lost.numel() else scr.lost
 
     scr, lost = screen_of(kind)
     probe = kind == "bfloat16" and screen == "auto" and m < n - 1
-    if probe and not _bfloat16_pays(scr.rho, lost, xc, sq32, rows_dev, k, m, tile, dev):
-        kind = "float32"
-        m = min(n - 1, k + _margin(k, kind))
-        scr, lost = screen_of(kind)
+    if probe:
+        probe_rows = torch.linspace(0, n - 1, min(n, _PROBE_ROWS), device=dev).long().unique()
+        _, probe_cand = select_rows(_Screen(xs, sqs, "float32"), probe_rows, m)
+        if not _bfloat16_pays(scr.rho, lost, probe_rows, probe_cand, sq32, rows_dev, k, m):
+            kind = "float32"
+            m = min(n - 1, k + _margin(k, kind))
+            scr, lost = screen_of(kind)
     approx, cand, top = _select_symmetric(scr, n, m, tile, dev)
     rho = scr.rho
     del scr
@@ -672,7 +745,7 @@ def _search(
     del approx
     out_d = torch.empty((n, k), dtype=torch.float64)
     out_i = torch.empty((n, k), dtype=torch.int64)
-    dist, idx = _rerank_graph(rows_dev, cand, valid)
+    dist, idx = _rerank_graph(rows_dev, cand, valid, rerank_bytes)
     out_d.copy_(dist[:, :k])
     out_i.copy_(idx[:, :k])
     del cand, dist, idx
@@ -692,13 +765,13 @@ def _search(
     if kind == "float32":
         failed = failed[count[failed] == m]
     if again.numel():
-        scr32 = _Screen(xc, sq32, "float32")
+        scr32 = _Screen(xs, sqs, "float32")
         m32 = min(n - 1, k + _margin(k, "float32"))
         still = [failed]
         for s in range(0, int(again.numel()), step):
             rows = again[s : s + step]
-            approx, cand = _select_rows(scr32, rows, n, m32, tile, dev)
-            dist, idx = _rerank(rows_dev, rows_dev[rows], cand)
+            approx, cand = select_rows(scr32, rows, m32)
+            dist, idx = _rerank(rows_dev, rows_dev[rows], cand, rerank_bytes)
             cpu_rows = rows.cpu()
             out_d[cpu_rows] = dist[:, :k].to("cpu", torch.float64)
             out_i[cpu_rows] = idx[:, :k].to("cpu")
@@ -711,9 +784,13 @@ def _search(
             )
             still.append(rows[bad])
         failed = torch.cat(still) if kind == "float32" else torch.cat(still[1:])
-    if failed.numel():
-        d_k, i_k = _search_wide(t, rows_dev, failed, mean, m, dev, tile)
-        cpu_rows = failed.cpu()
+    # The float64 search over the rows nothing else certified, in chunks of rows, so its
+    # (rows x columns) float64 blocks stay within a few tiles' memory.
+    wide_rows = max(1, (tile * tile) // max(m, min(n, tile)))
+    for s in range(0, int(failed.numel()), wide_rows):
+        rows = failed[s : s + wide_rows]
+        d_k, i_k = _search_wide(t, rows_dev, rows, mean, m, dev, tile, rerank_bytes)
+        cpu_rows = rows.cpu()
         out_d[cpu_rows] = d_k[:, :k].to("cpu", torch.float64)
         out_i[cpu_rows] = i_k[:, :k].to("cpu")
     return out_d.numpy(), out_i.numpy(), rms
@@ -737,23 +814,20 @@ _PROBE_MAX_FAILED = 0.10
 def _bfloat16_pays(
     rho: float,
     lost: torch.Tensor,
-    xc: torch.Tensor,
+    probe: torch.Tensor,
+    cand: torch.Tensor,
     sq32: torch.Tensor,
     rows_dev: torch.Tensor,
     k: int,
     m: int,
-    tile: int,
-    dev: torch.device,
 ) -> bool:
     """Predict, from a few rows searched in float32, whether the bfloat16 screen certifies.
 
     Clouds whose neighbour distances are small against the rows' norms, or whose k-th and
     m-th neighbours are nearly equidistant (hidden states of language models at k ~ 20-64),
-    fail the bfloat16 bound for many rows; there float32 is faster overall.
+    fail the bfloat16 bound for many rows; there float32 is faster overall. ``cand``: the
+    probe rows' m float32-screened candidates.
     """
-    n = int(xc.shape[0])
-    probe = torch.linspace(0, n - 1, min(n, _PROBE_ROWS), device=dev).long().unique()
-    _, cand = _select_rows(_Screen(xc, sq32, "float32"), probe, n, m, tile, dev)
     dist, _ = _rerank(rows_dev, rows_dev[probe], cand)
     d = dist.to(torch.float64)
     r_k, d_m = d[:, k - 1], d[:, m - 1]
@@ -813,17 +887,20 @@ def _unverified(
 
 
 def _rerank(
-    points: torch.Tensor, queries: torch.Tensor, cand: torch.Tensor
+    points: torch.Tensor,
+    queries: torch.Tensor,
+    cand: torch.Tensor,
+    step_bytes: int = _RERANK_BYTES,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Direct distances of each query row to its candidate rows of ``points``, sorted.
 
     Computed as norms of differences (never through the |x|^2 + |y|^2 - 2 x.y expansion),
-    in the precision of ``points``.
+    in the precision of ``points``, ``step_bytes`` of gathered rows at a time.
     """
     c, m = cand.shape
     dim = points.shape[1]
     dist = torch.empty((c, m), dtype=points.dtype, device=points.device)
-    step = min(c, max(1, _RERANK_BYTES // max(1, m * dim * points.element_size())))
+    step = min(c, max(1, step_bytes // max(1, m * dim * points.element_size())))
     # index_select into one reused buffer (half the time of fancy indexing on the CPU), then
     # differences in place and their norms: 3-4x faster than torch.cdist on the same rows.
     buf = torch.empty((step * m, dim), dtype=points.dtype, device=points.device)
@@ -845,7 +922,10 @@ def _by_distance(dist: torch.Tensor, cand: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 def _rerank_graph(
-    points: torch.Tensor, cand: torch.Tensor, valid: torch.Tensor
+    points: torch.Tensor,
+    cand: torch.Tensor,
+    valid: torch.Tensor,
+    step_bytes: int = _RERANK_BYTES,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`_rerank` of every row of ``points`` against its own candidates, each pair once.
 
@@ -873,7 +953,7 @@ def _rerank_graph(
     dim = points.shape[1]
     total = int(lo.numel())
     measured = torch.empty(total, dtype=points.dtype, device=dev)
-    step = max(1, min(total, _RERANK_BYTES // max(1, dim * points.element_size())))
+    step = max(1, min(total, step_bytes // max(1, dim * points.element_size())))
     buf_hi = torch.empty((step, dim), dtype=points.dtype, device=dev)
     buf_lo = torch.empty((step, dim), dtype=points.dtype, device=dev)
     for a in range(0, total, step):
@@ -895,6 +975,7 @@ def _search_wide(
     m: int,
     dev: torch.device,
     chunk: int,
+    step_bytes: int = _RERANK_BYTES,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Search ``rows`` again with float64 products (rare: huge-norm rows, degenerate data).
 
@@ -920,7 +1001,7 @@ def _search_wide(
         both = torch.cat([best_i, idx], dim=1)
         best_v, pos = torch.topk(vals, m, dim=1, largest=False, sorted=False)
         best_i = torch.gather(both, 1, pos)
-    return _rerank(rows_dev, rows_dev[rows], best_i)
+    return _rerank(rows_dev, rows_dev[rows], best_i, step_bytes)
 
 
 # --------------------------------------------------------------------------------------------

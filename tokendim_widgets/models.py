@@ -34,7 +34,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._device import resolve_device, resolve_dtype
+from ._device import cuda_memory, resolve_device, resolve_dtype
 from .errors import TokendimError
 
 if TYPE_CHECKING:
@@ -624,8 +624,27 @@ def _dtype_kwarg() -> str:
     return "torch_dtype" if "torch_dtype" in params and "dtype" not in params else "dtype"
 
 
-def _estimated_bytes(config: Any, dtype: torch.dtype) -> int:
-    """Rough size of the weights from the config (12 L D^2 + embeddings), for placement."""
+#: Config fields naming the routed experts per layer (Mixtral, Qwen-MoE, DeepSeek, OLMoE...),
+#: the shared experts, and the width of one expert's MLP.
+_EXPERT_FIELDS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
+_SHARED_EXPERT_FIELDS = ("n_shared_experts", "num_shared_experts")
+_EXPERT_WIDTH_FIELDS = ("moe_intermediate_size", "expert_intermediate_size")
+
+
+def _config_int(config: Any, names: tuple[str, ...]) -> int:
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 0
+
+
+def estimated_bytes(config: Any, dtype: torch.dtype) -> int:
+    """Rough size of the weights from the config, for placement.
+
+    ``L (4 D^2 + 3 D F) + 2 V D`` for a dense model; a mixture-of-experts model holds the
+    MLP of every expert (and shared expert) in each layer, all of which must be placed.
+    """
     import torch
 
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
@@ -633,7 +652,14 @@ def _estimated_bytes(config: Any, dtype: torch.dtype) -> int:
     layers = int(getattr(text, "num_hidden_layers", 0) or 0)
     vocab = int(getattr(text, "vocab_size", 0) or 0)
     ffn = int(getattr(text, "intermediate_size", 0) or 4 * d)
-    params = layers * (4 * d * d + 3 * d * ffn) + 2 * vocab * d
+    mlp = 3 * d * ffn
+    experts = _config_int(text, _EXPERT_FIELDS)
+    if experts > 1:
+        width = _config_int(text, _EXPERT_WIDTH_FIELDS) or ffn
+        shared = _config_int(text, _SHARED_EXPERT_FIELDS)
+        mlp = 3 * d * width * (experts + shared) + d * experts  # + the router
+        mlp += 3 * d * _config_int(text, ("shared_expert_intermediate_size",))  # Qwen-MoE
+    params = layers * (4 * d * d + mlp) + 2 * vocab * d
     return params * torch.empty((), dtype=dtype).element_size()
 
 
@@ -684,7 +710,6 @@ def load_model(
     >>> model.config.num_hidden_layers  # doctest: +SKIP
     30
     """
-    import torch
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     spec = resolve_model(ref, revision=revision)
@@ -701,8 +726,10 @@ def load_model(
     kwargs: dict[str, Any] = {**common, "config": config, _dtype_kwarg(): torch_dtype}
     spread = False
     if target.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(target)
-        if _estimated_bytes(config, torch_dtype) > 0.85 * free:
+        # Read after freeing what an earlier model left (reference cycles included): a
+        # stale reading would spread a model that fits over the CPU.
+        free, _ = cuda_memory(target)
+        if estimated_bytes(config, torch_dtype) > 0.85 * free:
             if importlib.util.find_spec("accelerate") is None:
                 raise TokendimError(
                     f"{spec.model_id} does not fit in the free memory of {target}; install "

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from ._device import as_host_array
 from .errors import TokendimError
 
 if TYPE_CHECKING:
@@ -137,8 +138,7 @@ class _GraphLike(Protocol):
 
 def _as_points(X: Any, name: str = "X") -> np.ndarray:
     """``X`` as a finite 2-D float32/float64 numpy array (no copy when it already is one)."""
-    if hasattr(X, "detach") and hasattr(X, "cpu"):  # a torch tensor, without importing torch
-        X = X.detach().cpu().numpy()
+    X = as_host_array(X)  # a torch tensor on any device, bfloat16 too
     try:
         arr = np.asarray(X)
     except (TypeError, ValueError) as exc:

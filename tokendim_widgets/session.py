@@ -34,6 +34,7 @@ import pandas as pd
 import traitlets as t
 
 from . import projection as proj
+from ._device import free_memory
 from .analysis import (
     NULL_CONTROLS,
     compare,
@@ -247,6 +248,7 @@ class Session(t.HasTraits):
         self._closed = True
         self._cancel.set()
         self._wake.set()
+        self._loaded = None  # the model's memory goes back once the worker lets it go
 
     def pin(self, label: str | None = None) -> str:
         """Keep the current curve in :attr:`curves` (to compare models or prompt sets)."""
@@ -428,6 +430,9 @@ class Session(t.HasTraits):
             input_ids = prompts.shuffled_token_ids(model[1])
         elif self._loaded is not None and self._loaded[0] == self._load_key(snap):
             model = self._loaded[1]  # already in memory: no second load for new prompts
+        elif self._loaded is not None:
+            self._loaded = None  # another model: free this one before the next loads
+            free_memory()
         started = time.perf_counter()
 
         def progress(done: int, total: int, rate: float) -> None:
@@ -455,6 +460,8 @@ class Session(t.HasTraits):
             input_ids=input_ids,
             progress=progress,
             cancel=lambda: self._closed or self._cancel.is_set() or self._changed(snap, STATE_KEYS),
+            # Keep a model extract loads, so a new prompt set does not load it again.
+            on_load=lambda pair: setattr(self, "_loaded", (self._load_key(snap), pair)),
         )
         log.info("hidden states ready in %.1f s", time.perf_counter() - started)
         self._checkpoint(snap, STATE_KEYS)
