@@ -519,7 +519,13 @@ def _tokenizer_fingerprint(tokenizer: Any) -> str:
         tokenizer, "_tokenizer", None
     )
     if backend is not None and hasattr(backend, "to_str"):
-        text = backend.to_str()
+        # Truncation and padding are per-call settings the tokenizer keeps from its last
+        # call: not part of its identity (else a call with max_length changes the key).
+        state = json.loads(backend.to_str())
+        text = json.dumps(
+            {k: v for k, v in state.items() if k not in ("truncation", "padding")},
+            sort_keys=True,
+        )
     else:
         vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
         text = json.dumps(sorted(vocab.items()))

@@ -655,9 +655,7 @@ def _transformers_bars(progress: bool | None) -> Iterator[None]:
     """Hide transformers' progress bars unless asked for and someone can see them."""
     from transformers.utils import logging as hf_logging
 
-    interactive = sys.stderr is not None and (
-        sys.stderr.isatty() or "ipykernel" in sys.modules
-    )
+    interactive = sys.stderr is not None and (sys.stderr.isatty() or "ipykernel" in sys.modules)
     show = interactive if progress is None else (progress and interactive)
     was_enabled = hf_logging.is_progress_bar_enabled()
     if show or not was_enabled:

@@ -61,7 +61,7 @@ SCALE_PARAMS = ("scale",)
 PROJECTION_METHODS = ("umap", "pca")
 
 
-class _IntOption(t.Int):  # type: ignore[type-arg]
+class _IntOption(t.Int):
     """An int parameter whose bad values raise TokendimError, not traitlets' TraitError."""
 
     def __init__(self, default: int | None, minimum: int, **kwargs: Any) -> None:
@@ -79,7 +79,7 @@ class _IntOption(t.Int):  # type: ignore[type-arg]
         return int(value)
 
 
-class _ChoiceOption(t.Unicode):  # type: ignore[type-arg]
+class _ChoiceOption(t.Unicode):
     """A text parameter taking one of a few values; others raise TokendimError."""
 
     def __init__(self, default: str, choices: tuple[str, ...], **kwargs: Any) -> None:
@@ -89,8 +89,7 @@ class _ChoiceOption(t.Unicode):  # type: ignore[type-arg]
     def validate(self, obj: Any, value: Any) -> Any:
         if not isinstance(value, str) or value not in self.choices:
             raise TokendimError(
-                f"{self.name} must be one of {', '.join(map(repr, self.choices))}, "
-                f"got {value!r}."
+                f"{self.name} must be one of {', '.join(map(repr, self.choices))}, got {value!r}."
             )
         return value
 

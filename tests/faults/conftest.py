@@ -19,7 +19,13 @@ def child_env() -> dict[str, str]:
     """Environment of a child Python: this checkout first on the path, quiet libraries."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env.update(TRANSFORMERS_VERBOSITY="error", TOKENIZERS_PARALLELISM="false")
+    # One thread each: children of a test share the CPUs with the test run itself.
+    env.update(
+        TRANSFORMERS_VERBOSITY="error",
+        TOKENIZERS_PARALLELISM="false",
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+    )
     return env
 
 

@@ -119,7 +119,7 @@ def test_a_writer_stopped_mid_extraction_publishes_nothing(tiny_dir, tmp_path, c
     temporary = [p for p in (cache / NAMESPACE).iterdir() if p.name.startswith(".tmp")]
     if sig == signal.SIGINT:
         assert "KeyboardInterrupt" in err and temporary == []  # cleaned up on the way out
-    prompts = ["token %d of a long enough prompt for several batches" % i for i in range(400)]
-    states = extract(tiny_dir("gpt2"), prompts[:20], progress=False, cache_dir=cache)
+    prompts = [f"token {i} of a long enough prompt for several batches" for i in range(20)]
+    states = extract(tiny_dir("gpt2"), prompts, progress=False, cache_dir=cache)
     assert states.cache_key in store.keys(NAMESPACE)
     assert not [p for p in (cache / NAMESPACE).iterdir() if p.name.startswith(".tmp")]
