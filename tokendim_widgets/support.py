@@ -151,10 +151,14 @@ def support_warning(
     where = f"Layer {layer}: the" if layer is not None else "The"
     value = f" {dimension:.3g}" if dimension is not None and np.isfinite(dimension) else ""
     of = f" (of {n_points})" if n_points is not None and n_points != n_distinct else ""
+    reasons = []
     if impossible:
-        why = f"more than the {max(n_distinct - 1, 0)} dimensions {n_distinct} points can span"
-    else:
-        why = f"{name} needs at least {need} here"
+        reasons.append(
+            f"more than the {max(n_distinct - 1, 0)} dimensions {n_distinct} points can span"
+        )
+    if n_distinct < need:
+        reasons.append(f"{name} needs at least {need} here")
+    why = "; ".join(reasons)
     return (
         f"{where} {name} estimate{value} rests on {n_distinct} distinct points{of}: {why}. "
         "Use more (or more varied) prompts or a larger max_tokens, or a smaller k or scale; "
