@@ -495,6 +495,12 @@ class Store:
         try:
             return EntryWriter(self, namespace, key)
         except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                raise TokendimError(
+                    f"Not enough disk space in the cache folder {self.root} to start a new "
+                    f"entry ({exc.strerror}). Free some space, point {ENV_VAR} (or cache_dir=) "
+                    "to a larger disk, or pass cache=False to keep the results in memory only."
+                ) from exc
             raise TokendimError(
                 f"Cannot write to the cache folder {self.root}: {exc}. Set the "
                 f"{ENV_VAR} environment variable or pass cache_dir= to use another folder, "

@@ -66,6 +66,14 @@ def test_small_writes_on_a_full_disk_raise_our_error(small_disk, what):
     assert not writer.path.exists()
 
 
+def test_a_full_disk_before_the_first_file_raises_our_error(small_disk):
+    disk = small_disk("64k")
+    _fill(disk / "filler")
+    with pytest.raises(TokendimError, match="Not enough disk space in the cache folder"):
+        Store(disk / "cache").put("ns", "k", arrays={"x": np.ones(10)})
+    assert _leftovers(disk) == []
+
+
 # Writes through a memory map whose file is then squeezed by another writer filling the
 # disk: with the space reserved at creation, the writes land; without, the child dies of
 # SIGBUS (exit -7). Run in a child so that a failure cannot take pytest down.
