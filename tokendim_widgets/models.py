@@ -20,6 +20,7 @@ import base64
 import contextlib
 import csv
 import difflib
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -657,15 +658,26 @@ def _transformers_bars(progress: bool | None) -> Iterator[None]:
 
     interactive = sys.stderr is not None and (sys.stderr.isatty() or "ipykernel" in sys.modules)
     show = interactive if progress is None else (progress and interactive)
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    if show or not was_enabled:
+    if show:
         yield
         return
+    was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
+    # The GGUF reader draws its de-quantisation bar with tqdm directly, not through the
+    # switch above: silence that bar for the duration of the load.
+    gguf_utils: Any = None
+    with contextlib.suppress(ImportError):
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is not None:
+        gguf_utils.tqdm = functools.partial(bar, disable=True)
     try:
         yield
     finally:
-        hf_logging.enable_progress_bar()
+        if bar is not None:
+            gguf_utils.tqdm = bar
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def load_model(
