@@ -35,8 +35,9 @@ def test_a_few_distinct_points_repeated_many_times_are_flagged():
 
 
 def test_an_estimate_above_what_n_points_can_span_is_flagged():
+    # Reported at D = 100,000 (TwoNN 1553); D = 5,000 shows the same in a fraction of the time.
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(50, 100_000)).astype(np.float32)
+    X = rng.normal(size=(50, 5_000)).astype(np.float32)
     estimator = make_estimator("twonn").fit(X)
     assert estimator.dimension_ > 49  # the estimator alone says more than N - 1
     message = support_warning(estimator, count_distinct(X), estimator.dimension_)

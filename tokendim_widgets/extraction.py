@@ -197,8 +197,8 @@ def tokenize(
         raise TokendimError(
             f"{len(empty)} prompts give no tokens (first at index {empty[0]}); remove them."
         )
-    cap = min(x for x in (max_length, limit) if x is not None) if (max_length or limit) else None
-    too_long = [i for i, seq in enumerate(ids) if cap is not None and len(seq) > cap]
+    caps = [x for x in (max_length, limit) if x is not None]
+    too_long = [i for i, seq in enumerate(ids) if caps and len(seq) > min(caps)]
     if too_long:
         longest = max(len(ids[i]) for i in too_long)
         where = f"(the longest has {longest}; first at index {too_long[0]})"
