@@ -61,6 +61,14 @@ SCALE_PARAMS = ("scale",)
 PROJECTION_METHODS = ("umap", "pca")
 
 
+class OptionError(TokendimError, t.TraitError):
+    """A bad value for a session parameter: a TokendimError that traitlets also recognises.
+
+    Being a ``TraitError`` too keeps code that catches traitlets' errors (linked widgets)
+    working.
+    """
+
+
 class _IntOption(t.Int):
     """An int parameter whose bad values raise TokendimError, not traitlets' TraitError."""
 
@@ -70,12 +78,12 @@ class _IntOption(t.Int):
 
     def validate(self, obj: Any, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise TokendimError(
+            raise OptionError(
                 f"{self.name} must be an integer >= {self.minimum}"
                 f"{' or None' if self.allow_none else ''}, got {value!r}."
             )
         if value < self.minimum:
-            raise TokendimError(f"{self.name} must be >= {self.minimum}, got {value!r}.")
+            raise OptionError(f"{self.name} must be >= {self.minimum}, got {value!r}.")
         return int(value)
 
 
@@ -88,7 +96,7 @@ class _ChoiceOption(t.Unicode):
 
     def validate(self, obj: Any, value: Any) -> Any:
         if not isinstance(value, str) or value not in self.choices:
-            raise TokendimError(
+            raise OptionError(
                 f"{self.name} must be one of {', '.join(map(repr, self.choices))}, got {value!r}."
             )
         return value
@@ -258,18 +266,17 @@ class Session(t.HasTraits):
             raise TokendimError(self.error)
         return self
 
-    def close(self, timeout: float | None = 0.0) -> bool:
+    def close(self, timeout: float | None = 0.0) -> None:
         """Stop the worker thread; wait up to ``timeout`` seconds (None: until it ends).
 
         Work stops at its next check (between batches and layers); an extraction in progress
-        leaves no cache entry. Returns True when the worker has ended.
+        leaves no cache entry.
         """
         self._closed = True
         self._cancel.set()
         self._wake.set()
         if timeout is None or timeout > 0:
             self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def pin(self, label: str | None = None) -> str:
         """Keep the current curve in :attr:`curves` (to compare models or prompt sets)."""

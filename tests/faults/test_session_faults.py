@@ -78,4 +78,12 @@ def test_an_interrupted_wait_cancels_the_work(session, monkeypatch):
         session.wait()
     monkeypatch.undo()
     assert session._cancel.is_set()
-    assert session.close(timeout=30)  # the worker stops
+    session.close(timeout=30)
+    assert not session._thread.is_alive()  # the worker stopped
+
+
+def test_option_errors_are_also_trait_errors_for_linked_widgets(session):
+    import traitlets as t
+
+    with pytest.raises(t.TraitError):
+        session.k = 2.5
