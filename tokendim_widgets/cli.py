@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from .session import Session
 
 ESTIMATOR_NAMES = ("twonn", "mle", "gride", "correlation", "pca")
+#: Seconds an interrupted command waits for its session's worker to stop.
+_STOP_TIMEOUT = 30.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -187,7 +189,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("tokendim: interrupted", file=sys.stderr)
+        if _busy_workers():
+            # A worker still inside native code (a model load that cannot be stopped) would
+            # abort the interpreter's shutdown: end the process here, streams flushed.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         return 130
+
+
+def _busy_workers() -> bool:
+    """Whether a session worker thread of ours is still running."""
+    import threading
+
+    return any(t.name == "tokendim-session" and t.is_alive() for t in threading.enumerate())
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -462,7 +477,9 @@ def _report_run(
             raise TokendimError(f"Cannot write {summary_path}: {exc.strerror or exc}.") from None
     finally:
         progress.close()
-        session.close()
+        # Wait for the worker to stop (cancelled work stops at its next batch or layer): a
+        # thread still inside torch when the interpreter exits aborts the process.
+        session.close(timeout=_STOP_TIMEOUT)
     print(summary, end="")
     print(f"\nwrote {out}{os.sep}")
     for path in [html_path, *files.values(), summary_path]:

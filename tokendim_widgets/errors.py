@@ -30,3 +30,14 @@ class Cancelled(TokendimError):
     >>> issubclass(td.Cancelled, td.TokendimError)  # catch Cancelled first to tell it apart
     True
     """
+
+
+class SupportWarning(UserWarning):
+    """An estimate rests on too few distinct points to be read (see ``support``).
+
+    Examples
+    --------
+    >>> from tokendim_widgets.errors import SupportWarning
+    >>> issubclass(SupportWarning, UserWarning)  # warnings.simplefilter("error", ...) works
+    True
+    """

@@ -173,6 +173,14 @@ def tokenize(
     else:
         if tokenizer is None or not callable(tokenizer):
             raise TokendimError("A tokenizer is needed: pass (model, tokenizer).")
+        n_special = n_added_special(tokenizer)
+        if max_length is not None and max_length <= n_special:
+            # The tokenizer would keep its special tokens and silently skip the truncation.
+            raise TokendimError(
+                f"max_length={max_length} leaves no room for text: the tokenizer adds "
+                f"{n_special} special tokens to every prompt. Use max_length >= "
+                f"{n_special + 1}."
+            )
         encoded = tokenizer(
             list(texts),
             add_special_tokens=True,
@@ -188,16 +196,33 @@ def tokenize(
         raise TokendimError(
             f"{len(empty)} prompts give no tokens (first at index {empty[0]}); remove them."
         )
-    if limit is not None:
-        too_long = [i for i, seq in enumerate(ids) if len(seq) > limit]
-        if too_long:
-            longest = max(len(ids[i]) for i in too_long)
+    caps = [x for x in (max_length, limit) if x is not None]
+    too_long = [i for i, seq in enumerate(ids) if caps and len(seq) > min(caps)]
+    if too_long:
+        longest = max(len(ids[i]) for i in too_long)
+        where = f"(the longest has {longest}; first at index {too_long[0]})"
+        if max_length is not None:
             raise TokendimError(
-                f"{len(too_long)} prompts are longer than the model's context of {limit} "
-                f"tokens (the longest has {longest}; first at index {too_long[0]}). Pass "
-                f"max_length={limit} (or less) to truncate them, or shorten them."
+                f"{len(too_long)} prompts are still longer than max_length={max_length} after "
+                f"truncation {where}: the tokenizer did not truncate them. Shorten them."
             )
+        raise TokendimError(
+            f"{len(too_long)} prompts are longer than the model's context of {limit} "
+            f"tokens {where}. Pass max_length={limit} (or less) to truncate them, or "
+            "shorten them."
+        )
     return ids
+
+
+def n_added_special(tokenizer: Any) -> int:
+    """How many special tokens the tokenizer adds to one prompt (0 when it cannot say)."""
+    count = getattr(tokenizer, "num_special_tokens_to_add", None)
+    if not callable(count):
+        return 0
+    try:
+        return int(count(pair=False))
+    except Exception:  # a tokenizer that cannot tell: rely on the length check after it
+        return 0
 
 
 def plan_batches(
@@ -508,7 +533,13 @@ def _tokenizer_fingerprint(tokenizer: Any) -> str:
         tokenizer, "_tokenizer", None
     )
     if backend is not None and hasattr(backend, "to_str"):
-        text = backend.to_str()
+        # Truncation and padding are per-call settings the tokenizer keeps from its last
+        # call: not part of its identity (else a call with max_length changes the key).
+        state = json.loads(backend.to_str())
+        text = json.dumps(
+            {k: v for k, v in state.items() if k not in ("truncation", "padding")},
+            sort_keys=True,
+        )
     else:
         vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
         text = json.dumps(sorted(vocab.items()))
@@ -838,6 +869,8 @@ def extract(
         entry = store.get(NAMESPACE, key)
         if entry is not None:
             states = HiddenStates._from_entry(entry)
+            # The key holds the prompts' content, not their name: report this run's name.
+            states.prompt_set = {**states.prompt_set, "name": prompt_set.name}
             if callable(progress):
                 progress(states.n_tokens, states.n_tokens, 0.0)
             return states
@@ -846,7 +879,7 @@ def extract(
         from .models import load_model
 
         assert ref is not None
-        loaded = load_model(model, device=device, dtype=dtype)
+        loaded = load_model(model, device=device, dtype=dtype, progress=progress is True)
         if on_load is not None:
             on_load(loaded)
         if key is None:  # a hub model at a branch: its commit is known once downloaded
@@ -943,6 +976,7 @@ def _run(
     writer = store.writer(NAMESPACE, key) if (store is not None and key is not None) else None
     try:
         if writer is not None:
+            writer.reserve(len(layer_ids) * n_rows * width * 4)
             outputs: list[np.ndarray] = [
                 writer.create_array(layer_file(j), (n_rows, width), np.float32)
                 for j in range(len(layer_ids))

@@ -17,17 +17,20 @@ cache keys on it); :func:`load_model` returns a ``(model, tokenizer)`` pair that
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import difflib
+import functools
 import hashlib
 import importlib.util
 import inspect
 import json
 import os
 import re
+import sys
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -566,7 +569,18 @@ def _from_pretrained(loader: Any, spec: ModelRef, **kwargs: Any) -> Any:
                 "pip install 'tokendim-widgets[gguf]' (or pip install gguf accelerate)."
             ) from exc
         raise
-    except (OSError, ValueError) as exc:
+    except Exception as exc:
+        system = isinstance(exc, MemoryError) or getattr(exc, "errno", None) is not None
+        if spec.gguf_file is not None and not system:
+            # gguf's reader trusts the file: a damaged one fails deep inside it (struct.error,
+            # a failed reshape, an unknown tensor type...).
+            raise TokendimError(
+                f"Cannot read the GGUF file {spec.gguf_file} in {spec.source}: it is damaged or "
+                f"not a model transformers can read ({type(exc).__name__}: {exc}). Download "
+                "it again or give another model."
+            ) from exc
+        if not isinstance(exc, OSError | ValueError):
+            raise
         if "trust_remote_code" in str(exc):
             raise TokendimError(
                 f"{spec.ref!r} needs its own Python code from the repository; if you trust "
@@ -663,6 +677,35 @@ def estimated_bytes(config: Any, dtype: torch.dtype) -> int:
     return params * torch.empty((), dtype=dtype).element_size()
 
 
+@contextlib.contextmanager
+def _transformers_bars(progress: bool | None) -> Iterator[None]:
+    """Hide transformers' progress bars unless asked for and someone can see them."""
+    from transformers.utils import logging as hf_logging
+
+    interactive = sys.stderr is not None and (sys.stderr.isatty() or "ipykernel" in sys.modules)
+    show = interactive if progress is None else (progress and interactive)
+    if show:
+        yield
+        return
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    # The GGUF reader draws its de-quantisation bar with tqdm directly, not through the
+    # switch above: silence that bar for the duration of the load.
+    gguf_utils: Any = None
+    with contextlib.suppress(ImportError):
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is not None:
+        gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        if bar is not None:
+            gguf_utils.tqdm = bar
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(
     ref: str | os.PathLike[str],
     *,
@@ -671,6 +714,7 @@ def load_model(
     trust_remote_code: bool = False,
     revision: str | None = None,
     token: str | bool | None = None,
+    progress: bool | None = None,
 ) -> tuple[Any, Any]:
     """Load a model and its tokenizer from any model reference.
 
@@ -690,6 +734,9 @@ def load_model(
         Hub branch, tag or commit.
     token : str or bool, optional
         Hugging Face token for gated or private models.
+    progress : bool, optional
+        Show transformers' progress bars (GGUF de-quantisation). Default: only when stderr
+        is a terminal or in a notebook; False: never.
 
     Returns
     -------
@@ -738,7 +785,8 @@ def load_model(
                 )
             kwargs["device_map"] = "auto"
             spread = True
-    model = _from_pretrained(loader, spec, **kwargs)
+    with _transformers_bars(progress):
+        model = _from_pretrained(loader, spec, **kwargs)
     if not spread:
         model.to(target)
     model.eval()

@@ -80,6 +80,51 @@ K_PARAMS = ("k", "n_neighbors")
 SCALE_PARAMS = ("scale",)
 
 
+#: The values of ``projection_method``.
+PROJECTION_METHODS = ("umap", "pca")
+
+
+class OptionError(TokendimError, t.TraitError):
+    """A bad value for a session parameter: a TokendimError that traitlets also recognises.
+
+    Being a ``TraitError`` too keeps code that catches traitlets' errors (linked widgets)
+    working.
+    """
+
+
+class _IntOption(t.Int):
+    """An int parameter whose bad values raise TokendimError, not traitlets' TraitError."""
+
+    def __init__(self, default: int | None, minimum: int, **kwargs: Any) -> None:
+        super().__init__(default, **kwargs)
+        self.minimum = minimum
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise OptionError(
+                f"{self.name} must be an integer >= {self.minimum}"
+                f"{' or None' if self.allow_none else ''}, got {value!r}."
+            )
+        if value < self.minimum:
+            raise OptionError(f"{self.name} must be >= {self.minimum}, got {value!r}.")
+        return int(value)
+
+
+class _ChoiceOption(t.Unicode):
+    """A text parameter taking one of a few values; others raise TokendimError."""
+
+    def __init__(self, default: str, choices: tuple[str, ...], **kwargs: Any) -> None:
+        super().__init__(default, **kwargs)
+        self.choices = choices
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        if not isinstance(value, str) or value not in self.choices:
+            raise OptionError(
+                f"{self.name} must be one of {', '.join(map(repr, self.choices))}, got {value!r}."
+            )
+        return value
+
+
 class _Restart(Exception):
     """A change is waiting: end this pass early and start a new one (caches are kept)."""
 
@@ -133,13 +178,13 @@ class Session(t.HasTraits):
     model = t.Unicode("smollm2-135m", help="Model reference: alias, hub id, folder or .gguf")
     prompts = t.Any("mixed", help="Prompt set: built-in name, list of str, path or PromptSet")
     shuffled = t.Bool(False, help="Use the shuffled-token control of the prompt set")
-    max_tokens = t.Int(None, allow_none=True, help="Subsample to at most this many tokens")
-    max_length = t.Int(None, allow_none=True, help="Truncate prompts to this many tokens")
+    max_tokens = _IntOption(None, 1, allow_none=True, help="Subsample to at most this many tokens")
+    max_length = _IntOption(None, 1, allow_none=True, help="Truncate prompts to this many tokens")
     device = t.Unicode("auto")
     dtype = t.Unicode("auto")
     estimator = t.Unicode("twonn", help="Estimator of the curve (registry name)")
-    k = t.Int(20, help="Neighbours of the local-ID estimates (and of k-based estimators)")
-    scale = t.Int(None, allow_none=True, help="Scale of multiscale estimators (GRIDE n1)")
+    k = _IntOption(20, 1, help="Neighbours of the local-ID estimates (and of k-based estimators)")
+    scale = _IntOption(None, 1, allow_none=True, help="Scale of multiscale estimators (GRIDE n1)")
     cloud = t.Unicode("all", help="Cloud: " + ", ".join(CLOUDS))
     drop_first = t.Bool(True, help="Leave out input position 0 (attention sinks)")
     metric = t.Unicode("euclidean", help="Geometry of curves and local IDs: " + ", ".join(METRICS))
@@ -147,9 +192,11 @@ class Session(t.HasTraits):
     controls = t.List(
         t.Unicode(), help="Null controls of the main curve: " + ", ".join(NULL_CONTROLS)
     )
-    layer = t.Int(-1, help="Selected layer; -1 until chosen (then the curve's peak)")
+    layer = _IntOption(-1, -1, help="Selected layer; -1 until chosen (then the curve's peak)")
     selected_tokens = t.Any(help="Selected token rows (int array)")
-    projection_method = t.Unicode("umap", help="'umap' (PCA first as preview) or 'pca'")
+    projection_method = _ChoiceOption(
+        "umap", PROJECTION_METHODS, help="'umap' (PCA first as preview) or 'pca'"
+    )
 
     # ---- results -----------------------------------------------------------------------
     hidden_states = t.Any(None, read_only=True)
@@ -236,19 +283,31 @@ class Session(t.HasTraits):
 
         Raises :class:`TokendimError` with the session's error message if the work failed
         (unless ``raise_error`` is False), and :class:`TimeoutError` after ``timeout`` seconds.
+        An interrupt (Ctrl-C, the notebook's stop button) cancels the work, then propagates.
         """
-        if not self._idle.wait(timeout):
+        try:
+            idle = self._idle.wait(timeout)
+        except KeyboardInterrupt:
+            self.cancel()
+            raise
+        if not idle:
             raise TimeoutError(f"The session is still working after {timeout} s ({self.status}).")
         if raise_error and self.error:
             raise TokendimError(self.error)
         return self
 
-    def close(self) -> None:
-        """Stop the worker thread."""
+    def close(self, timeout: float | None = 0.0) -> None:
+        """Stop the worker thread; wait up to ``timeout`` seconds (None: until it ends).
+
+        Work stops at its next check (between batches and layers); an extraction in progress
+        leaves no cache entry.
+        """
         self._closed = True
         self._cancel.set()
         self._wake.set()
         self._loaded = None  # the model's memory goes back once the worker lets it go
+        if timeout is None or timeout > 0:
+            self._thread.join(timeout)
 
     def pin(self, label: str | None = None) -> str:
         """Keep the current curve in :attr:`curves` (to compare models or prompt sets)."""
@@ -284,8 +343,8 @@ class Session(t.HasTraits):
         name = change["name"]
         if name == "layer":
             self._layer_auto = False
-            if self._show_cached_projection():
-                return  # already on screen: no pass needed
+            if self._show_cached_projection() and not self.error:
+                return  # already on screen: no pass needed (after an error, a pass clears it)
         with self._lock:
             if not self._started:
                 return

@@ -18,7 +18,14 @@ Entries are written in a temporary folder next to their final place and moved th
 ``os.replace`` after the manifest is written, so a reader sees a complete entry or none; an
 interrupted writer leaves only a temporary folder, which is never read and is cleaned up
 later. An entry whose files do not match its manifest (missing, truncated, altered) is
-removed on read and reported as absent, so the caller recomputes it.
+removed on read and reported as absent, so the caller recomputes it. Checksums are read in
+full the first time a process reads an entry; later reads compare each file's identity (size,
+modification and change times, inode) with the one verified and check the bytes again when
+any of it changed.
+
+Arrays filled in place (:meth:`EntryWriter.create_array`) have their disk space reserved when
+they are created, so a full disk is a :class:`~tokendim_widgets.TokendimError` naming the
+cache folder, never a crash of the process in the middle of a write through a memory map.
 
 The root is, in order: the ``root`` argument, the ``TOKENDIM_CACHE_DIR`` environment variable,
 or the platform's user cache folder (``~/.cache/tokendim-widgets`` on Linux,
@@ -29,6 +36,7 @@ Windows).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -39,7 +47,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -59,9 +67,10 @@ _TMP_PREFIX = ".tmp-"
 _STALE_SECONDS = 24 * 3600
 _HASH_CHUNK = 1 << 22
 
-# Entries whose checksums were verified in this process, by (path, manifest mtime): the full
-# check reads every byte, so it is done once per process, later reads only check sizes.
-_verified: set[tuple[str, int]] = set()
+# Entries whose checksums were verified in this process: entry folder -> identity of its files
+# (name, size, mtime, ctime, inode) when they were verified. A later read with the same
+# identities skips the checksums; any change (a rewrite, a copy, a touch) checks them again.
+_verified: dict[str, tuple[tuple[str, int, int, int, int], ...]] = {}
 _verified_lock = threading.Lock()
 
 
@@ -241,6 +250,8 @@ class EntryWriter:
         self._tables: dict[str, dict[str, Any]] = {}
         self._open: list[np.memmap] = []
         self._done = False
+        #: Bytes the whole entry is expected to take (from :meth:`reserve`), for messages.
+        self.expected_bytes = 0
 
     def __enter__(self) -> EntryWriter:
         return self
@@ -256,24 +267,86 @@ class EntryWriter:
         else:
             self.abort()
 
+    def reserve(self, n_bytes: int) -> None:
+        """Check that about ``n_bytes`` more can be written, before long work starts.
+
+        Raises
+        ------
+        TokendimError
+            When the cache folder's disk has less free space; nothing is left behind.
+        """
+        self.expected_bytes = max(self.expected_bytes, int(n_bytes))
+        try:
+            free = shutil.disk_usage(self.path).free
+        except OSError:  # pragma: no cover - no statistics: the writes will tell
+            return
+        if free < n_bytes:
+            self.abort()
+            raise self._no_space(None, int(n_bytes), free)
+
     def create_array(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.memmap:
-        """A writable ``.npy`` memory map to fill in place (e.g. batch by batch)."""
+        """A writable ``.npy`` memory map to fill in place (e.g. batch by batch).
+
+        Its disk space is allocated now: writing through the map can then not meet a full
+        disk (which would kill the process with SIGBUS).
+        """
         path = self.path / f"{_check_name(name)}.npy"
-        array = np.lib.format.open_memmap(path, mode="w+", dtype=np.dtype(dtype), shape=shape)
+        dtype = np.dtype(dtype)
+        with self._guard(math.prod(shape) * dtype.itemsize):
+            array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+            try:
+                _allocate(path, path.stat().st_size)
+            except BaseException:
+                del array
+                raise
         self._open.append(array)
         return array
 
     def write_array(self, name: str, array: np.ndarray) -> None:
         """Write a whole array as ``<name>.npy``."""
-        np.save(self.path / f"{_check_name(name)}.npy", np.asarray(array), allow_pickle=False)
+        with self._guard():
+            np.save(self.path / f"{_check_name(name)}.npy", np.asarray(array), allow_pickle=False)
 
     def write_json(self, name: str, obj: Any) -> None:
         """Write a JSON document as ``<name>.json``."""
         text = json.dumps(obj, ensure_ascii=False)
-        (self.path / f"{_check_name(name)}.json").write_text(text, encoding="utf-8")
+        with self._guard():
+            (self.path / f"{_check_name(name)}.json").write_text(text, encoding="utf-8")
 
     def write_table(self, name: str, frame: pd.DataFrame) -> None:
         """Write a DataFrame as Parquet (pyarrow), else as ``.npz`` + ``.json`` for strings."""
+        with self._guard():
+            self._write_table(name, frame)
+
+    @contextlib.contextmanager
+    def _guard(self, n_bytes: int | None = None) -> Iterator[None]:
+        """Turn a failed write into a TokendimError and remove the partial entry."""
+        try:
+            yield
+        except OSError as exc:
+            self.abort()
+            if exc.errno in _NO_SPACE:
+                raise self._no_space(exc, n_bytes, None) from exc
+            raise TokendimError(
+                f"Cannot write to the cache folder {self.store.root}: {exc.strerror or exc}. "
+                f"Set {ENV_VAR} or pass cache_dir= to use another folder, or cache=False."
+            ) from exc
+
+    def _no_space(self, exc: OSError | None, needed: int | None, free: int | None) -> TokendimError:
+        if free is None:
+            with contextlib.suppress(OSError):
+                free = shutil.disk_usage(self.store.root).free
+        needed = max(needed or 0, self.expected_bytes) or None
+        what = f"this result needs about {_megabytes(needed)}" if needed else "it is full"
+        room = f", {_megabytes(free)} free" if free is not None else ""
+        cause = f" ({exc.strerror})" if exc is not None and exc.strerror else ""
+        return TokendimError(
+            f"Not enough disk space in the cache folder {self.store.root}{cause}: {what}"
+            f"{room}. Free some space, point {ENV_VAR} (or cache_dir=) to a larger disk, or "
+            "pass cache=False to keep the results in memory only. Nothing was cached."
+        )
+
+    def _write_table(self, name: str, frame: pd.DataFrame) -> None:
         _check_name(name)
         frame = frame.reset_index(drop=True)
         columns = [str(c) for c in frame.columns]
@@ -298,6 +371,10 @@ class EntryWriter:
         """Checksum every file, write the manifest last and move the folder into place."""
         if self._done:
             raise RuntimeError("This entry was already committed or aborted.")
+        with self._guard():
+            return self._commit()
+
+    def _commit(self) -> Entry:
         for array in self._open:
             array.flush()
         self._open.clear()
@@ -331,8 +408,8 @@ class EntryWriter:
         entry = self.store.get(self.namespace, self.key, verify=False)
         if entry is None:  # pragma: no cover - only if the folder vanished under us
             raise TokendimError(f"The cache entry {final} disappeared while it was written.")
-        with _verified_lock:
-            _verified.add(_verify_token(entry.path))
+        with contextlib.suppress(OSError), _verified_lock:
+            _verified[str(entry.path)] = _identity(entry.path, entry.files)
         return entry
 
     def abort(self) -> None:
@@ -344,8 +421,41 @@ class EntryWriter:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _verify_token(path: Path) -> tuple[str, int]:
-    return (str(path), (path / MANIFEST).stat().st_mtime_ns)
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _megabytes(n_bytes: int | None) -> str:
+    return "an unknown amount" if n_bytes is None else f"{n_bytes / 1e6:,.1f} MB"
+
+
+def _allocate(path: Path, size: int) -> None:
+    """Give ``path`` real disk blocks for its first ``size`` bytes (no sparse holes)."""
+    with open(path, "r+b") as f:
+        if hasattr(os, "posix_fallocate"):
+            try:
+                os.posix_fallocate(f.fileno(), 0, size)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
+        # No fallocate here: write the zeros ourselves (the memory map sees the same bytes).
+        chunk = b"\0" * min(size, _HASH_CHUNK)
+        written = 0
+        while written < size:
+            n = min(len(chunk), size - written)
+            f.write(chunk[:n])
+            written += n
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _identity(path: Path, files: Mapping[str, Any]) -> tuple[tuple[str, int, int, int, int], ...]:
+    """Size, mtime, ctime and inode of the manifest and every file of an entry."""
+    out = []
+    for name in (MANIFEST, *sorted(files)):
+        st = (path / name).stat()
+        out.append((name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    return tuple(out)
 
 
 class Store:
@@ -385,6 +495,12 @@ class Store:
         try:
             return EntryWriter(self, namespace, key)
         except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                raise TokendimError(
+                    f"Not enough disk space in the cache folder {self.root} to start a new "
+                    f"entry ({exc.strerror}). Free some space, point {ENV_VAR} (or cache_dir=) "
+                    "to a larger disk, or pass cache=False to keep the results in memory only."
+                ) from exc
             raise TokendimError(
                 f"Cannot write to the cache folder {self.root}: {exc}. Set the "
                 f"{ENV_VAR} environment variable or pass cache_dir= to use another folder, "
@@ -399,8 +515,9 @@ class Store:
         namespace, key : str
             Which entry.
         verify : bool, default True
-            Check file checksums against the manifest (once per process per entry; sizes are
-            always checked). A damaged entry is removed and None is returned.
+            Check file checksums against the manifest: in full the first time, again
+            whenever a file's size, times or inode changed since (sizes are always checked).
+            A damaged entry is removed and None is returned.
 
         Returns
         -------
@@ -486,18 +603,20 @@ class Store:
                 return f"missing file {name}"
             if not isinstance(info, dict) or size != info.get("size"):
                 return f"file {name} has {size} bytes, expected {info.get('size')}"
+        if not verify:
+            return None
         try:
-            token = _verify_token(path)
+            identity = _identity(path, files)
         except OSError:
-            return "manifest vanished"
+            return "a file vanished"
         with _verified_lock:
-            if not verify or token in _verified:
+            if _verified.get(str(path)) == identity:
                 return None
         for name, info in files.items():
             if file_sha256(path / name) != info.get("sha256"):
                 return f"checksum mismatch in {name}"
         with _verified_lock:
-            _verified.add(token)
+            _verified[str(path)] = identity
         return None
 
     def _discard(self, path: Path) -> None:

@@ -1,0 +1,89 @@
+"""Session faults: an error does not stick, bad options raise our error, Ctrl-C cancels."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from planted import planted_layers
+
+from tokendim_widgets import Session, TokendimError
+
+
+@pytest.fixture()
+def session():
+    states = planted_layers((2, 5, 3), n_prompts=10, tokens_per_prompt=30, width=16)
+    s = Session.from_hidden_states(states, projection_method="pca")
+    yield s
+    s.close()
+
+
+def test_an_error_does_not_stick_when_going_back_to_a_cached_layer(session):
+    session.run().wait(60)
+    session.layer = 2
+    session.wait(60)
+    assert session.projection_layer == 2  # layer 2's projection is now cached
+    session.layer = 99
+    with pytest.raises(TokendimError, match="Layer 99"):
+        session.wait(60)
+    assert session.status == "error"
+    session.layer = 2
+    session.wait(60)  # does not raise the old error
+    assert session.error == "" and session.status == "done"
+    assert session.projection_layer == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "match"),
+    [
+        ("k", 2.5, "k must be an integer"),
+        ("k", 0, "k must be >= 1"),
+        ("k", "5", "k must be an integer"),
+        ("k", True, "k must be an integer"),
+        ("scale", -3, "scale must be >= 1"),
+        ("max_tokens", 0.5, "max_tokens must be an integer"),
+        ("max_length", 0, "max_length must be >= 1"),
+        ("layer", 1.5, "layer must be an integer"),
+        ("projection_method", "tsne", "projection_method must be one of 'umap', 'pca'"),
+    ],
+)
+def test_bad_options_raise_our_error(session, name, value, match):
+    before = getattr(session, name)
+    with pytest.raises(TokendimError, match=match):
+        setattr(session, name, value)
+    assert getattr(session, name) == before  # the bad value was not taken
+    with pytest.raises(TokendimError, match=match):
+        Session(**{name: value})
+
+
+def test_good_options_are_kept(session):
+    session.k = np.int64(7)
+    assert session.k == 7 and type(session.k) is int
+    session.max_tokens = None
+    session.projection_method = "pca"
+
+
+def test_an_interrupted_wait_cancels_the_work(session, monkeypatch):
+    session.run()
+    real_wait = threading.Event.wait
+
+    def interrupted(self, timeout=None):
+        if self is session._idle:
+            raise KeyboardInterrupt
+        return real_wait(self, timeout)
+
+    monkeypatch.setattr(threading.Event, "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        session.wait()
+    monkeypatch.undo()
+    assert session._cancel.is_set()
+    session.close(timeout=30)
+    assert not session._thread.is_alive()  # the worker stopped
+
+
+def test_option_errors_are_also_trait_errors_for_linked_widgets(session):
+    import traitlets as t
+
+    with pytest.raises(t.TraitError):
+        session.k = 2.5
