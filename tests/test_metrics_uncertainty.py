@@ -207,3 +207,21 @@ def test_staged_graphs_give_the_curves_of_one_deep_graph(rise_and_fall, estimato
     id_curve(rise_and_fall, "mle", layers=[1, 2], graphs=staged)
     id_curve(rise_and_fall, ("mle", {"k": 40}), layers=[1, 2], graphs=staged)
     assert staged.searches - searches <= 2
+
+
+def test_layers_on_too_few_points_are_flagged_in_curves_and_metrics():
+    from tokendim_widgets.errors import SupportWarning
+
+    rng = np.random.default_rng(2)
+    few = np.repeat(rng.normal(size=(7, 32)), 40, axis=0)  # 280 tokens, 7 distinct states
+    many = rng.normal(size=(280, 32))
+    tokens = pd.DataFrame(
+        {"prompt": np.arange(280) % 20, "position": 1, "token_id": 0, "token": "x"}
+    )
+    states = HiddenStates.from_arrays([many.astype("f4"), few.astype("f4")], tokens)
+    with pytest.warns(SupportWarning, match="distinct points"):
+        curve = id_curve(states, "twonn")
+    assert curve["supported"].tolist() == [True, False]
+    m = summarize(curve, peak_from=0)
+    assert m["unsupported_layers"] == 1
+    assert "too few points" in format_metrics(compare({"c": curve}, peak_from=0))

@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 
 from .clouds import CloudSpec, unit_rows
-from .errors import TokendimError
+from .errors import SupportWarning, TokendimError
 from .estimators import ESTIMATORS, MLE, make_estimator
 from .graphs import NEAR_COPY_RATIO, NEAR_COPY_WARN, GraphCache, build_capped, near_copy_fraction
 from .knn import KNNGraph, deduplicate
+from .support import support_warning
 from .validation import check_int
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ CURVE_COLUMNS = (
     "n_distinct",
     "n_outliers",
     "near_copy_fraction",
+    "supported",
     "interval_method",
 )
 
@@ -321,6 +323,7 @@ def id_curve(
             )
         else:
             fit = _per_prompt(template, graphs, layer, spec, cloud_groups)
+        supported = _supported(template, fit, layer)
         if fit.near_copy_fraction > NEAR_COPY_WARN:
             warnings.warn(
                 f"Layer {layer}: {fit.near_copy_fraction:.0%} of the points have a neighbour "
@@ -343,6 +346,7 @@ def id_curve(
                 fit.n_distinct,
                 outliers,
                 fit.near_copy_fraction,
+                supported,
                 fit.interval_method,
             )
         )
@@ -388,6 +392,20 @@ def concat_curves(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
         attrs.pop("replicates", None)
     curve.attrs = attrs
     return curve
+
+
+def _supported(template: Any, fit: LayerFit, layer: int) -> bool:
+    """Whether the layer's estimate rests on enough distinct points (warns when not)."""
+    try:
+        message = support_warning(
+            template, fit.n_distinct, fit.dimension, n_points=fit.n_tokens, layer=layer
+        )
+    except TokendimError:
+        return True  # an estimator of the user's own: no rule to apply
+    if message is None:
+        return True
+    warnings.warn(message, SupportWarning, stacklevel=3)
+    return False
 
 
 class NearCopyWarning(UserWarning):
@@ -513,6 +531,7 @@ METRIC_COLUMNS = (
     "contraction_ratio_upper",
     "auc",
     "verdict",
+    "unsupported_layers",
     "final_layer",
     "metrics_interval",
 )
@@ -628,6 +647,9 @@ def summarize(curve: pd.DataFrame, *, peak_from: int = 1, confidence: float = 0.
     ``auc``
         The area under the curve against relative depth over the depth covered: a mean
         dimension that compares models of different depth.
+    ``unsupported_layers``
+        Layers whose estimate rests on too few distinct points
+        (:func:`~tokendim_widgets.support.support_warning`): do not read their values.
     ``verdict``
         ``"expansion-contraction"`` only when both ratios' intervals exclude 1; otherwise
         ``"rising"`` or ``"falling"`` when the interval of final over first excludes 1, else
@@ -700,6 +722,9 @@ def summarize(curve: pd.DataFrame, *, peak_from: int = 1, confidence: float = 0.
             "contraction_ratio_upper": con_hi,
             "auc": auc / span if span > 0 else top,
             "verdict": verdict,
+            "unsupported_layers": (
+                int((~data["supported"].astype(bool)).sum()) if "supported" in data else 0
+            ),
             "final_layer": final_kind,
             "metrics_interval": method,
         },
@@ -797,7 +822,12 @@ def format_metrics(table: pd.DataFrame, confidence: float = 0.95) -> str:
 
     keys = ("working_dimension", "final_dimension", "expansion_ratio", "contraction_ratio")
     out = pd.DataFrame(index=table.index)
-    out["verdict"] = table["verdict"]
+    out["verdict"] = [
+        f"{row['verdict']} ({int(row['unsupported_layers'])} layers on too few points)"
+        if row.get("unsupported_layers")
+        else row["verdict"]
+        for _, row in table.iterrows()
+    ]
     for key in keys:
         out[key] = [cell(row, key) for _, row in table.iterrows()]
     out["working_layer"] = [

@@ -93,6 +93,9 @@ def curves_payload(curves: Mapping[str, pd.DataFrame]) -> list[dict[str, Any]]:
                 "verdict": str(metrics["verdict"]) if metrics is not None else "",
                 "layer_kinds": [str(k) for k in curve.attrs.get("layer_kinds", ())],
                 "kind": "control" if curve.attrs.get("control") else "curve",
+                "supported": (
+                    [bool(v) for v in curve["supported"]] if "supported" in curve else []
+                ),
                 "interval_method": (
                     str(curve["interval_method"].iloc[0]) if "interval_method" in curve else ""
                 ),
@@ -171,6 +174,9 @@ def metrics_payload(
         item: dict[str, Any] = {"curve": str(label)}
         for key in ("model", "estimator", "verdict", "final_layer", "metrics_interval"):
             item[key] = str(row.get(key, "") or "")
+        unsupported = _number(row.get("unsupported_layers"))
+        if unsupported:
+            item["verdict"] += f" ({int(unsupported)} layers on too few points)"
         for key in ("working_dimension", "final_dimension", "expansion_ratio", "contraction_ratio"):
             item[key] = _with_interval(row, key)
         layer = _number(row.get("working_layer"))
