@@ -205,3 +205,19 @@ def test_new_states_never_get_the_curve_of_other_states(tiny_dir, monkeypatch):
         np.testing.assert_array_equal(s.local_ids.to_numpy(), expected.to_numpy())
     finally:
         s.close()
+
+
+def test_a_model_with_fewer_layers_takes_its_own_peak(tiny_dir):
+    texts = ["The quick brown fox jumps over the lazy dog.", "SELECT name FROM users;"] * 6
+    s = Session(model=tiny_dir("llama"), prompts=texts, projection_method="pca", k=5)
+    try:
+        s.run().wait(120)
+        assert s.hidden_states.n_layers == 4
+        s.layer = 3  # the user's choice, a layer the next model does not have
+        s.wait(120)
+        s.model = tiny_dir("gpt2")  # 2 blocks: layers 0..2
+        s.wait(120)
+        assert s.error == "" and s.hidden_states.n_layers == 3
+        assert 0 <= s.layer < 3 and s.projection_layer == s.layer
+    finally:
+        s.close()

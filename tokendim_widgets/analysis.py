@@ -235,6 +235,7 @@ def id_curve(
     metric: str = "euclidean",
     drop_outliers: bool = False,
     random_state: int = 0,
+    warn: bool = True,
 ) -> pd.DataFrame:
     """The intrinsic dimension of each layer's token cloud, with its interval.
 
@@ -267,6 +268,10 @@ def id_curve(
         Leave out massive-norm tokens (norm over 20 times the layer's median), layer by layer.
     random_state : int, default 0
         Seed of the ``n`` sample.
+    warn : bool, default True
+        Warn about layers on too few distinct points (:class:`SupportWarning`) or driven by
+        near copies (:class:`NearCopyWarning`). The ``supported`` and ``near_copy_fraction``
+        columns say the same either way.
 
     Returns
     -------
@@ -323,8 +328,8 @@ def id_curve(
             )
         else:
             fit = _per_prompt(template, graphs, layer, spec, cloud_groups)
-        supported = _supported(template, fit, layer)
-        if fit.near_copy_fraction > NEAR_COPY_WARN:
+        supported = _supported(template, fit, layer, warn)
+        if warn and fit.near_copy_fraction > NEAR_COPY_WARN:
             warnings.warn(
                 f"Layer {layer}: {fit.near_copy_fraction:.0%} of the points have a neighbour "
                 f"closer than {NEAR_COPY_RATIO:g} of the median neighbour distance: the "
@@ -394,7 +399,7 @@ def concat_curves(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return curve
 
 
-def _supported(template: Any, fit: LayerFit, layer: int) -> bool:
+def _supported(template: Any, fit: LayerFit, layer: int, warn: bool) -> bool:
     """Whether the layer's estimate rests on enough distinct points (warns when not)."""
     try:
         message = support_warning(
@@ -404,7 +409,8 @@ def _supported(template: Any, fit: LayerFit, layer: int) -> bool:
         return True  # an estimator of the user's own: no rule to apply
     if message is None:
         return True
-    warnings.warn(message, SupportWarning, stacklevel=3)
+    if warn:
+        warnings.warn(message, SupportWarning, stacklevel=3)
     return False
 
 

@@ -231,6 +231,7 @@ class Session(t.HasTraits):
         self._idle = threading.Event()
         self._idle.set()
         self._layer_auto = self.layer < 0
+        self._layer_of_old_states = False
         self._fixed_states: HiddenStates | None = None
         self._states: _LRU = _LRU(2)
         self._graphs: _LRU = _LRU(2)
@@ -343,8 +344,15 @@ class Session(t.HasTraits):
         name = change["name"]
         if name == "layer":
             self._layer_auto = False
+            self._layer_of_old_states = False
             if self._show_cached_projection() and not self.error:
                 return  # already on screen: no pass needed (after an error, a pass clears it)
+        elif name in STATE_KEYS:
+            # New states: a peak chosen for the old ones is chosen again; a layer the user
+            # picked is kept if the new states have it.
+            if self._layer_auto and self.layer >= 0:
+                self._set_layer_quietly(-1)
+            self._layer_of_old_states = True
         with self._lock:
             if not self._started:
                 return
@@ -594,6 +602,7 @@ class Session(t.HasTraits):
                         drop_first=spec.drop_first,
                         metric=spec.metric,
                         layers=[layer],
+                        warn=False,  # the curve's columns say it; no stray output in a notebook
                         graphs=graphs,
                     )
                     self._curve_rows.put(key, row)
@@ -676,6 +685,9 @@ class Session(t.HasTraits):
 
     def _resolve_layer(self, snap: dict[str, Any], states: HiddenStates) -> int:
         layer = snap["layer"]
+        if layer >= states.n_layers and self._layer_of_old_states:
+            self._set_layer_quietly(-1)  # the other model's layer: take this one's peak
+            layer = -1
         if layer < 0:
             return states.n_layers // 2  # shown until the curve's peak is known
         if layer >= states.n_layers:
