@@ -644,6 +644,7 @@ class Session(t.HasTraits):
                     cloud=snap["cloud"],
                     drop_first=snap["drop_first"],
                     metric=snap["metric"],
+                    warn=False,
                 )[control]
                 self._control_curves.put(key, null)
             built[f"{label} · {control} control"] = null
