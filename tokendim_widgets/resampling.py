@@ -57,9 +57,7 @@ def as_group_labels(groups: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     except Exception as exc:  # pragma: no cover - numpy accepts nearly anything
         raise TokendimError(f"groups must be an array of labels, one per row: {exc}") from exc
     if arr.ndim != 1:
-        raise TokendimError(
-            f"groups must be 1-D (one label per row of X), got shape {arr.shape}."
-        )
+        raise TokendimError(f"groups must be 1-D (one label per row of X), got shape {arr.shape}.")
     if arr.shape[0] != n:
         raise TokendimError(
             f"groups has {arr.shape[0]} labels but the data has {n} rows: pass one label "

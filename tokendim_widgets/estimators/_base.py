@@ -54,8 +54,18 @@ class IDEstimator:
     """Base class of the intrinsic-dimension estimators (not used directly).
 
     Subclasses define ``__init__`` with keyword hyper-parameters (stored under the same
-    names), :attr:`required_neighbors` and ``_fit_graph``.
+    names), :attr:`required_neighbors`, ``_fit_graph`` and ``_replicates``.
     """
+
+    # Parameters every estimator has, and results every fit sets.
+    interval: str
+    n_bootstrap: int
+    metric: str
+    confidence: float
+    random_state: int | None
+    dimension_: float
+    dimension_interval_: tuple[float, float]
+    standard_error_: float
 
     # -- scikit-learn style parameters -----------------------------------------------------
 
@@ -155,9 +165,7 @@ class IDEstimator:
         """The estimate under each row of ``weights`` (B, distinct points), shape (B,)."""
         raise NotImplementedError
 
-    def _resample(
-        self, indices: np.ndarray | None, inverse: np.ndarray, groups: Any
-    ) -> None:
+    def _resample(self, indices: np.ndarray | None, inverse: np.ndarray, groups: Any) -> None:
         """Replace the point-level interval by a resampled one (see ``interval``).
 
         ``indices``: the neighbour lists of the distinct points (for the blocks);
@@ -193,7 +201,7 @@ class IDEstimator:
             return graph_for_points(X, self._neighbors_needed, device=device, who=self)
         graph = as_graph(knn)
         if X is not None:
-            n = _n_rows(X)
+            n = n_rows(X)
             if n != graph.n_points:
                 raise TokendimError(
                     f"X has {n} rows but the kNN graph was built on {graph.n_points} points: "
@@ -216,7 +224,7 @@ def _same(a: Any, b: Any) -> bool:
         return False
 
 
-def _n_rows(X: Any) -> int:
+def n_rows(X: Any) -> int:
     shape = getattr(X, "shape", None)
     if shape is None:
         X = np.asarray(X)
