@@ -146,13 +146,44 @@ def run_cloud(
     return rows
 
 
+def timing(n: int = 7000, dim: int = 576, repeats: int = 5) -> None:
+    """Time of a fit given the graph, by interval kind (best of ``repeats``), on a prompt cloud
+    of ``n`` points in ``dim`` dimensions (the size of one SmolLM2 layer)."""
+    draw = prompt_cloud(n // 60, 60)
+    X, groups = draw(np.random.default_rng(0))
+    X = X @ np.random.default_rng(1).normal(size=(D_EMBED, dim)) / np.sqrt(D_EMBED)
+    X = X.astype(np.float32)
+    graph = build_graph(X, 64, device="cpu")
+    print(f"n = {X.shape[0]}, D = {dim}, graph k = 64")
+    print("| estimator | analytic (ms) | auto, blocks (ms) | auto, groups (ms) | overhead |")
+    print("|---|---|---|---|---|")
+    for name, make in ESTIMATORS.items():
+        times = []
+        for kind, g in [("analytic", None), ("auto", None), ("auto", groups)]:
+            best = np.inf
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                make(interval=kind).fit(X, knn=graph, groups=g)
+                best = min(best, time.perf_counter() - t0)
+            times.append(1000 * best)
+        extra = max(times[1], times[2]) - times[0]
+        print(
+            f"| {name} | {times[0]:.1f} | {times[1]:.1f} | {times[2]:.1f} | +{extra:.1f} ms |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--replicates", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--clouds", default="gauss5,gauss10,cube4,prompts")
+    parser.add_argument("--timing", action="store_true", help="time the intervals instead")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.timing:
+        timing()
+        return
     clouds = {
         "gauss5": ("Gaussian d=5, n=2400", gauss_cloud(2400, 5)),
         "gauss10": ("Gaussian d=10, n=2400", gauss_cloud(2400, 10)),

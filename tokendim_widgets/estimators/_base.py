@@ -6,13 +6,21 @@ checks nothing; ``fit`` checks them, computes, sets attributes ending in ``_`` a
 is searched) or from a precomputed graph (``fit(knn=graph)``: a :class:`~tokendim_widgets.knn.
 KNNGraph` or a raw ``(distances, indices)`` pair), so that one graph serves every estimator.
 
-Error bars (``dimension_interval_``) are two-sided intervals at level ``confidence`` (95% by
-default): from the exact or asymptotic likelihood where the estimator has one (TwoNN
-``method="mle"``, GRIDE), otherwise from a delete-a-group jackknife: the distinct points are
-split into ``n_groups`` seeded random groups, the estimate is recomputed without each group,
-and the interval is ``estimate +- z * SE``. Points of a kNN graph are not independent
-(neighbourhoods overlap), so such intervals measure the sampling spread of the points given
-the graph; they are a lower bound on the spread over fresh samples of the cloud.
+Error bars (``dimension_interval_``, level ``confidence``) are chosen by ``interval``:
+
+* ``"auto"`` (default): with ``fit(..., groups=labels)`` (e.g. the prompt of each token), a
+  bootstrap over whole groups ("group bootstrap"); without groups, over blocks of the kNN graph
+  ("block bootstrap"). Replicates reweight the per-point statistics of the one graph (no new
+  neighbour search), and are paired across fits with the same labels and seed
+  (:mod:`tokendim_widgets.resampling`); ``bootstrap_dimensions_`` holds them.
+* ``"bootstrap"``: groups if given, otherwise single points (independent points).
+* ``"analytic"``: the point-level interval: exact or asymptotic likelihood where the estimator
+  has one (TwoNN ``method="mle"``, GRIDE), otherwise a delete-a-group jackknife over
+  ``n_groups`` random groups of points. Tokens of one prompt and points that share neighbours
+  are not independent, so these are too narrow on token clouds (benchmarks/README.md).
+
+``interval_method_`` names what was done. ``metric="cosine"`` scales rows to unit length before
+the neighbour search (a graph passed as ``knn`` is taken as built in the estimator's metric).
 """
 
 from __future__ import annotations

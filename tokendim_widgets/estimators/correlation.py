@@ -1,4 +1,10 @@
-"""Correlation dimension: the token-correlation measure of arXiv 2503.22547 (Grassberger-Procaccia).
+"""Grassberger-Procaccia correlation dimension, read in a window at the 10th-20th neighbour radii.
+
+With the default window this is in effect a local estimator at neighbour ranks 10 to 20 (a
+larger scale than TwoNN, like MLE at k = 10-20). It is a standard measure, not a reconstruction
+of any paper's: ``local_slope_`` shows the whole curve's slope so that a user can see whether
+the window sits on a plateau, and ``r_min``/``r_max`` move the window. With
+``metric="cosine"`` it reads the angular geometry of the row-normalised states.
 
 The correlation integral ``C(r)`` is the fraction of pairs of distinct points closer than
 ``r`` (strictly; window radii are lowered by 1e-9 relative so that a pair whose distance *is*
@@ -57,8 +63,15 @@ fraction of points cut at ``r_max`` and a warning is raised above 1%: then pass 
 (``fit(X, knn=graph)`` gives the counts of all pairs, reusing the graph's deduplication and
 neighbours) or use a graph with more neighbours.
 
-The interval is a delete-a-group jackknife over points (``n_groups`` seeded groups): both ends
-of every pair are left out with their group.
+Intervals (``interval``): the counts are kept per pair of resampling units (groups given to
+``fit``, blocks of the graph, or random groups of points). A bootstrap replicate weighs each
+point's partner counts by its unit's multiplicity (``C(r)`` proportional to
+``sum_i w_i c_i(r)``; the slope ignores the normalisation) and re-chooses the automatic window
+as the weighted medians of the neighbour distances, reading its counts off a grid of radii
+around the window: the window moves with the data, and much of the estimate's spread comes
+from that. ``interval="analytic"`` is the delete-a-group
+jackknife over ``n_groups`` random groups of points (both ends of every pair are left out with
+their group), with the window fixed.
 """
 
 from __future__ import annotations
@@ -132,7 +145,7 @@ GRID_BELOW = 1.25
 
 
 class CorrelationDimension(IDEstimator):
-    """Correlation dimension from the correlation integral C(r) in a scaling window.
+    """Grassberger-Procaccia correlation dimension: the slope of log C(r) in a scaling window.
 
     Parameters
     ----------
@@ -154,17 +167,35 @@ class CorrelationDimension(IDEstimator):
     max_points : int, default 20000
         Above this many distinct points, count the pairs of a seeded random subset.
     n_groups : int, default 20
-        Groups of the jackknife behind the interval.
+        Groups of the jackknife behind the analytic interval.
     confidence : float, default 0.95
     random_state : int or None, default 0
-        Seed of the subset, of the curve's points and of the jackknife groups.
+        Seed of the subset, of the curve's points, of the blocks and of the bootstrap draws.
     device : str, default "auto"
+    interval : {"auto", "bootstrap", "analytic"}, default "auto"
+        ``"auto"`` resamples the ``groups`` given to ``fit`` or, without them, blocks of the
+        kNN graph; ``"bootstrap"`` groups or random groups of points; ``"analytic"`` the
+        point-level jackknife (see the module notes).
+    n_bootstrap : int, default 200
+    metric : {"euclidean", "cosine"}, default "euclidean"
+        ``"cosine"``: rows scaled to unit length first (chord distance; a ``knn`` graph is
+        taken as built in this metric).
 
     Attributes
     ----------
     dimension_ : float
     dimension_interval_ : tuple of float
     standard_error_ : float
+    interval_method_ : str
+        "group bootstrap", "block bootstrap", "point bootstrap (independent points)" or
+        "jackknife (independent points)".
+    n_groups_ : int or None
+        Units resampled (None for the analytic interval).
+    bootstrap_dimensions_ : numpy.ndarray of shape (n_bootstrap,) or None
+        Replicate estimates, paired across fits with the same groups and seed.
+    local_slope_ : numpy.ndarray
+        ``d log C / d log r`` at each of ``radii_`` (same length; central differences, NaN
+        where C is 0): a plateau is a scaling range.
     window_ : tuple of float
         ``(r_min, r_max)`` used.
     fit_radii_, fit_correlation_integral_ : numpy.ndarray
@@ -658,12 +689,13 @@ def local_slope(radii: np.ndarray, curve: np.ndarray) -> np.ndarray:
 def replicate_counts(grouped: np.ndarray, mult: np.ndarray) -> np.ndarray:
     """Pair counts of each replicate, shape (B, W), from counts by unit pair (G, G, W).
 
-    A pair (i, j) weighs ``m_g + m_h - 1`` (g, h: the units of i and j; m: how often each is
-    drawn): the product ``m_g m_h`` to first order, unbiased (mean 1), and free of the pairs
-    between a unit and its own copy that the product would add.
+    Each point's count of partners weighs its unit's multiplicity: ``C_b(r)`` is proportional
+    to ``sum_i w_i c_i(r)``. Weighing a pair by both ends (``m_g m_h``, or ``m_g + m_h - 1`` to
+    first order) gave intervals twice too wide once the window moves with each replicate
+    (measured, benchmarks/README.md); the product also adds pairs between a unit and its own
+    copy, which biases the slope down.
     """
-    margin = grouped.sum(axis=1) + grouped.sum(axis=0)
-    return mult @ margin - grouped.sum(axis=(0, 1))
+    return mult @ grouped.sum(axis=1)
 
 
 def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
