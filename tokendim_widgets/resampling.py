@@ -24,6 +24,8 @@ import math
 from typing import Any
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from .errors import TokendimError
 
@@ -139,17 +141,17 @@ def distinct_weights(row_weights: np.ndarray, inverse: np.ndarray, n_unique: int
 def graph_blocks(indices: np.ndarray, n_blocks: int, random_state: int | None) -> np.ndarray:
     """Cut a kNN graph into about ``n_blocks`` spatially coherent blocks; one label per point.
 
-    Seeded random points start the blocks; each round, an unlabelled point joins the block of
-    its nearest labelled neighbour, or of a labelled point that lists it, until every point has
-    a block (a part of the graph no block reaches gets a new seed). The cells follow the
-    graph, so they work from a graph alone (no coordinates).
+    Seeded random points start the blocks, in every connected part of the graph in proportion
+    to its size (at least one each); each round, an unlabelled point joins the block of its
+    nearest labelled neighbour, or of a labelled point that lists it, until every point has a
+    block. The cells follow the graph, so they work from a graph alone (no coordinates).
 
     Parameters
     ----------
     indices : numpy.ndarray of shape (n, k)
         Neighbour indices, nearest first (only the first 10 columns are used).
     n_blocks : int
-        Seeds; the result has at least ``min(n_blocks, n)`` blocks.
+        Seeds, about (at least one per connected part of the graph).
     random_state : int or None
         Seed of the seeds.
 
@@ -160,13 +162,21 @@ def graph_blocks(indices: np.ndarray, n_blocks: int, random_state: int | None) -
     """
     idx = np.asarray(indices, dtype=np.int64)[:, :10]
     n = idx.shape[0]
-    g = max(1, min(int(n_blocks), n))
     rng = np.random.default_rng(random_state)
-    labels = np.full(n, -1, dtype=np.int64)
-    labels[rng.choice(n, g, replace=False)] = np.arange(g)
     src = np.repeat(np.arange(n), idx.shape[1])
     dst = idx.ravel()
-    next_label = g
+    # Seeds in every connected part of the graph, in proportion to its size (at least one).
+    adjacency = coo_matrix((np.ones(src.size), (src, dst)), shape=(n, n))
+    n_parts, part = connected_components(adjacency, directed=True, connection="weak")
+    sizes = np.bincount(part, minlength=n_parts)
+    share = np.maximum(1, np.round(sizes * (max(1, int(n_blocks)) / n))).astype(np.int64)
+    share = np.minimum(share, sizes)
+    order = np.argsort(rng.random(n), kind="stable")  # a random order of the points
+    by_part = order[np.argsort(part[order], kind="stable")]
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    seeds = np.concatenate([by_part[s : s + c] for s, c in zip(starts, share, strict=True)])
+    labels = np.full(n, -1, dtype=np.int64)
+    labels[seeds] = np.arange(seeds.size)
     while True:
         todo = labels < 0
         if not todo.any():
@@ -182,11 +192,7 @@ def graph_blocks(indices: np.ndarray, n_blocks: int, random_state: int | None) -
         if back.any():
             edges = back[dst] & (labels[src] >= 0)
             new[dst[edges]] = labels[src[edges]]
-        if np.array_equal(new, labels):
-            labels[rng.choice(np.flatnonzero(todo))] = next_label
-            next_label += 1
-        else:
-            labels = new
+        labels = new
 
 
 def bootstrap_interval(

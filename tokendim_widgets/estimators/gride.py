@@ -148,7 +148,7 @@ class GRIDE(IDEstimator):
 
     def _replicates(self, weights: np.ndarray) -> np.ndarray:
         x, n1 = self._ratios
-        return weighted_gride(x, weights, n1)
+        return weighted_gride(x, weights, n1, self.dimension_)
 
 
 def _top_rank(limit: int) -> int:
@@ -173,13 +173,14 @@ def gride_log_ratios(r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
     return np.where(ok, x, np.nan)
 
 
-def weighted_gride(x: np.ndarray, weights: np.ndarray, n1: int) -> np.ndarray:
+def weighted_gride(x: np.ndarray, weights: np.ndarray, n1: int, start: float) -> np.ndarray:
     """GRIDE's maximum-likelihood dimension with point weights, one per row of ``weights``.
 
     ``x``: the log ratios of :func:`gride_log_ratios` (NaN: left out). The weighted score
     ``(W - 1) / d + a sum w x / (1 - mu^-d) - b sum w x`` is convex and decreasing in d, so
-    Newton steps from below converge monotonically; all replicates are solved together. At
-    n1 = 1 (a = 0) the root is closed-form.
+    Newton steps from ``start`` (the unweighted estimate, near every replicate's root) converge,
+    monotonically after the first; all replicates are solved together. At n1 = 1 (a = 0) the
+    root is closed-form.
     """
     ok = np.isfinite(x)
     x = x[ok]
@@ -192,14 +193,12 @@ def weighted_gride(x: np.ndarray, weights: np.ndarray, n1: int) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         if a == 0.0:
             return np.where(sx > 0, (total - 1.0) / (b * sx), np.nan)
-        dim = (total - 1.0) / (b * sx)  # below the root: the score is positive there
+        dim = np.full(total.shape, float(start))
         for _ in range(100):
-            e = -np.expm1(-np.outer(dim, x))  # 1 - mu^-d
-            score = (total - 1.0) / dim + a * np.einsum("bi,bi->b", w, x / e) - b * sx
-            q = x / (2.0 * np.sinh(0.5 * np.outer(dim, x)))
-            slope = -(total - 1.0) / dim**2 - a * np.einsum("bi,bi->b", w, q * q)
-            step = score / slope
-            nxt = dim - step
+            om = -np.expm1(-np.outer(dim, x))  # 1 - mu^-d
+            score = (total - 1.0) / dim + a * np.einsum("bi,bi->b", w, x / om) - b * sx
+            curv = np.einsum("bi,bi->b", w, x * x * (1.0 - om) / (om * om))
+            nxt = dim - score / (-(total - 1.0) / dim**2 - a * curv)
             nxt = np.where(nxt > 0, nxt, 0.5 * dim)
             done = np.abs(nxt - dim) <= 1e-10 * np.abs(dim)
             dim = nxt
