@@ -215,7 +215,8 @@ def bootstrap_interval(
     Returns
     -------
     ((low, high), standard_error) : tuple
-        The lower end is clipped at 0 (a dimension is never negative).
+        The lower end is clipped at 0 (a dimension is never negative), and the interval is
+        widened to hold the estimate where a skewed set of replicates leaves it outside.
     """
     r = np.asarray(replicates, dtype=np.float64)
     r = r[np.isfinite(r)]
