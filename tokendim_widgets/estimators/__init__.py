@@ -6,8 +6,8 @@ Every estimator takes hyper-parameters in its constructor and
 default resampled over the ``groups``, e.g. prompts, or over blocks of the graph:
 ``interval_method_`` says which, ``bootstrap_dimensions_`` holds the replicates),
 ``n_points_``, ``n_duplicates_``; :class:`MLE` also ``local_dimensions_`` (one per input row).
-Fitting from ``knn=`` (a :class:`~tokendim_widgets.knn.KNNGraph` or a ``(distances, indices)`` pair) skips
-the neighbour search; :attr:`required_neighbors` says how many neighbours each estimator
+Fitting from ``knn=`` (a :class:`~tokendim_widgets.knn.KNNGraph` or a ``(distances, indices)``
+pair) skips the neighbour search; :attr:`required_neighbors` says how many neighbours each estimator
 needs, so that one graph at the largest of them serves all. Duplicates are handled by one
 policy for all (see :mod:`tokendim_widgets.knn`).
 
