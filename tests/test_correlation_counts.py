@@ -45,7 +45,10 @@ def brute_counts(X, radii):
 
 
 def check_exact(est, X):
-    """The window counts, slope and jackknife interval of ``est`` equal brute force's."""
+    """The window counts, slope and jackknife interval of ``est`` equal brute force's.
+
+    ``est`` has ``interval="analytic"``: the jackknife over random groups of points.
+    """
     counts, dist = brute_counts(X, est.fit_radii_)
     m = dist.shape[0]
     pairs = m * (m - 1) / 2.0
@@ -80,10 +83,10 @@ def clouds():
 @pytest.mark.parametrize("method", ["fit", "two_point"])
 def test_window_counts_are_those_of_all_pairs(name, method):
     X = clouds()[name]
-    est = CorrelationDimension(k1=4, k2=9, method=method, device="cpu").fit(X)
+    est = CorrelationDimension(interval="analytic", k1=4, k2=9, method=method, device="cpu").fit(X)
     check_exact(est, X)
     # A graph of few neighbours: about half the rows are counted against every point.
-    small = CorrelationDimension(k1=4, k2=9, method=method, device="cpu").fit(
+    small = CorrelationDimension(interval="analytic", k1=4, k2=9, method=method, device="cpu").fit(
         X, knn=build_graph(X, 9, device="cpu")
     )
     assert small.n_exact_rows_ > 0.3 * small.n_used_
@@ -104,7 +107,7 @@ def test_window_ends_at_pair_distances_are_counted_exactly():
         (near[5, 4] * (1 + 6e-8), near[9, 8] * (1 + 3e-8)),
     ]:
         for k in (12, 40, None):
-            est = CorrelationDimension(r_min=r_lo, r_max=r_hi, device="cpu")
+            est = CorrelationDimension(interval="analytic", r_min=r_lo, r_max=r_hi, device="cpu")
             est.fit(X) if k is None else est.fit(X, knn=build_graph(X, k, device="cpu"))
             check_exact(est, X)
 
@@ -112,8 +115,8 @@ def test_window_ends_at_pair_distances_are_counted_exactly():
 @pytest.mark.parametrize("k", [9, 15, 30, 80, 319])
 def test_a_given_graph_changes_nothing(k):
     X = clouds()["float32_offset"]
-    own = CorrelationDimension(k1=4, k2=9, device="cpu").fit(X)
-    given = CorrelationDimension(k1=4, k2=9, device="cpu").fit(
+    own = CorrelationDimension(interval="analytic", k1=4, k2=9, device="cpu").fit(X)
+    given = CorrelationDimension(interval="analytic", k1=4, k2=9, device="cpu").fit(
         X, knn=build_graph(X, k, device="cpu")
     )
     assert given.dimension_ == own.dimension_
@@ -127,7 +130,7 @@ def test_a_graph_of_other_distances_is_not_trusted():
     X = clouds()["float64"]
     g = build_graph(X, 30, device="cpu")
     off = (g.distances * (1 + 1e-3), g.indices)  # e.g. a float32 expansion search
-    est = CorrelationDimension(k1=4, k2=9, device="cpu")
+    est = CorrelationDimension(interval="analytic", k1=4, k2=9, device="cpu")
     with pytest.warns(UserWarning, match="counted from the points"):
         est.fit(X, knn=off)
     assert est.n_exact_rows_ == est.n_used_

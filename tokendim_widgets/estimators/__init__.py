@@ -1,11 +1,13 @@
 """Intrinsic-dimension estimators, scikit-learn style, fitted from points or from one kNN graph.
 
-Every estimator takes hyper-parameters in its constructor and ``fit(X=None, *, knn=None)``
-returns it with results in attributes ending in ``_``: ``dimension_``,
-``dimension_interval_`` (level ``confidence``, 95% by default), ``n_points_``,
-``n_duplicates_``; :class:`MLE` also ``local_dimensions_`` (one per input row). Fitting from
-``knn=`` (a :class:`~tokendim_widgets.knn.KNNGraph` or a ``(distances, indices)`` pair) skips
-the neighbour search; :attr:`required_neighbors` says how many neighbours each estimator
+Every estimator takes hyper-parameters in its constructor and
+``fit(X=None, *, knn=None, groups=None)`` returns it with results in attributes ending in
+``_``: ``dimension_``, ``dimension_interval_`` (level ``confidence``, 95% by default; by
+default resampled over the ``groups``, e.g. prompts, or over blocks of the graph:
+``interval_method_`` says which, ``bootstrap_dimensions_`` holds the replicates),
+``n_points_``, ``n_duplicates_``; :class:`MLE` also ``local_dimensions_`` (one per input row).
+Fitting from ``knn=`` (a :class:`~tokendim_widgets.knn.KNNGraph` or a ``(distances, indices)``
+pair) skips the neighbour search; :attr:`required_neighbors` says how many neighbours each estimator
 needs, so that one graph at the largest of them serves all. Duplicates are handled by one
 policy for all (see :mod:`tokendim_widgets.knn`).
 

@@ -6,13 +6,21 @@ checks nothing; ``fit`` checks them, computes, sets attributes ending in ``_`` a
 is searched) or from a precomputed graph (``fit(knn=graph)``: a :class:`~tokendim_widgets.knn.
 KNNGraph` or a raw ``(distances, indices)`` pair), so that one graph serves every estimator.
 
-Error bars (``dimension_interval_``) are two-sided intervals at level ``confidence`` (95% by
-default): from the exact or asymptotic likelihood where the estimator has one (TwoNN
-``method="mle"``, GRIDE), otherwise from a delete-a-group jackknife: the distinct points are
-split into ``n_groups`` seeded random groups, the estimate is recomputed without each group,
-and the interval is ``estimate +- z * SE``. Points of a kNN graph are not independent
-(neighbourhoods overlap), so such intervals measure the sampling spread of the points given
-the graph; they are a lower bound on the spread over fresh samples of the cloud.
+Error bars (``dimension_interval_``, level ``confidence``) are chosen by ``interval``:
+
+* ``"auto"`` (default): with ``fit(..., groups=labels)`` (e.g. the prompt of each token), a
+  bootstrap over whole groups ("group bootstrap"); without groups, over blocks of the kNN graph
+  ("block bootstrap"). Replicates reweight the per-point statistics of the one graph (no new
+  neighbour search), and are paired across fits with the same labels and seed
+  (:mod:`tokendim_widgets.resampling`); ``bootstrap_dimensions_`` holds them.
+* ``"bootstrap"``: groups if given, otherwise single points (independent points).
+* ``"analytic"``: the point-level interval: exact or asymptotic likelihood where the estimator
+  has one (TwoNN ``method="mle"``, GRIDE), otherwise a delete-a-group jackknife over
+  ``n_groups`` random groups of points. Tokens of one prompt and points that share neighbours
+  are not independent, so these are too narrow on token clouds (benchmarks/README.md).
+
+``interval_method_`` names what was done. ``metric="cosine"`` scales rows to unit length before
+the neighbour search (a graph passed as ``knn`` is taken as built in the estimator's metric).
 """
 
 from __future__ import annotations
@@ -24,12 +32,28 @@ from statistics import NormalDist
 from typing import Any, TypeVar
 
 import numpy as np
+import torch
 
 from .. import knn as _knn
 from ..errors import TokendimError
 from ..knn import KNNGraph
+from ..resampling import (
+    as_group_labels,
+    bootstrap_interval,
+    distinct_weights,
+    graph_blocks,
+    group_multiplicities,
+    group_weights,
+)
 
 __all__ = ["IDEstimator"]
+
+#: Values of the ``interval`` parameter.
+INTERVALS = ("auto", "bootstrap", "analytic")
+#: Values of the ``metric`` parameter.
+METRICS = ("euclidean", "cosine")
+#: Blocks of the graph resampled by ``interval="auto"`` without groups (benchmarks/README.md).
+AUTO_BLOCKS = 40
 
 _E = TypeVar("_E", bound="IDEstimator")
 
@@ -38,8 +62,18 @@ class IDEstimator:
     """Base class of the intrinsic-dimension estimators (not used directly).
 
     Subclasses define ``__init__`` with keyword hyper-parameters (stored under the same
-    names), :attr:`required_neighbors` and ``_fit_graph``.
+    names), :attr:`required_neighbors`, ``_fit_graph`` and ``_replicates``.
     """
+
+    # Parameters every estimator has, and results every fit sets.
+    interval: str
+    n_bootstrap: int
+    metric: str
+    confidence: float
+    random_state: int | None
+    dimension_: float
+    dimension_interval_: tuple[float, float]
+    standard_error_: float
 
     # -- scikit-learn style parameters -----------------------------------------------------
 
@@ -96,7 +130,7 @@ class IDEstimator:
     def _fit_graph(self, graph: KNNGraph) -> None:
         raise NotImplementedError
 
-    def fit(self: _E, X: Any = None, *, knn: Any = None) -> _E:
+    def fit(self: _E, X: Any = None, *, knn: Any = None, groups: Any = None) -> _E:
         """Estimate the intrinsic dimension.
 
         Parameters
@@ -104,20 +138,66 @@ class IDEstimator:
         X : array-like of shape (n, D), optional
             The points. Needed unless ``knn`` is given.
         knn : KNNGraph or (distances, indices), optional
-            A precomputed neighbour graph of ``X`` (ascending distances, self excluded). It
-            must hold at least :attr:`required_neighbors` neighbours per point. When given,
-            no neighbour search runs.
+            A precomputed neighbour graph of ``X`` (ascending distances, self excluded), built
+            in the estimator's ``metric``. It must hold at least :attr:`required_neighbors`
+            neighbours per point. When given, no neighbour search runs.
+        groups : array-like of shape (n,), optional
+            A label per row (e.g. the prompt of each token). The interval then resamples whole
+            groups (see :mod:`tokendim_widgets.resampling`).
 
         Returns
         -------
         self
         """
         self._check_params()
+        self._check_interval_params()
+        X = prepare_points(X, getattr(self, "metric", "euclidean"))
         graph = self._graph(X, knn)
         self._fit_graph(graph)
         self.n_points_ = graph.n_points
         self.n_duplicates_ = graph.n_duplicates
+        self._resample(graph.indices, graph.inverse, groups)
         return self
+
+    # -- intervals -------------------------------------------------------------------------
+
+    #: What the point-level interval is, as ``interval_method_`` names it.
+    analytic_method = "jackknife (independent points)"
+
+    def _check_interval_params(self) -> None:
+        check_choice(self.interval, "interval", INTERVALS)
+        check_int(self.n_bootstrap, "n_bootstrap", 2)
+        check_choice(self.metric, "metric", METRICS)
+
+    def _replicates(self, weights: np.ndarray) -> np.ndarray:
+        """The estimate under each row of ``weights`` (B, distinct points), shape (B,)."""
+        raise NotImplementedError
+
+    def _resample(self, indices: np.ndarray | None, inverse: np.ndarray, groups: Any) -> None:
+        """Replace the point-level interval by a resampled one (see ``interval``).
+
+        ``indices``: the neighbour lists of the distinct points (for the blocks);
+        ``inverse``: the distinct point of each input row.
+        """
+        weights, method, n_groups = resampling_weights(
+            self.interval,
+            indices,
+            inverse,
+            groups,
+            int(self.n_bootstrap),
+            self.random_state,
+        )
+        self.n_groups_ = n_groups
+        if weights is None:
+            self.interval_method_ = self.analytic_method
+            self.bootstrap_dimensions_ = None
+            return
+        reps = np.asarray(self._replicates(weights), dtype=np.float64)
+        interval, se = bootstrap_interval(self.dimension_, reps, float(self.confidence))
+        self.interval_method_ = method
+        self.bootstrap_dimensions_ = reps
+        self.dimension_interval_ = interval
+        self.standard_error_ = se
 
     def _graph(self, X: Any, knn: Any) -> KNNGraph:
         device = getattr(self, "device", "auto")
@@ -129,7 +209,7 @@ class IDEstimator:
             return graph_for_points(X, self._neighbors_needed, device=device, who=self)
         graph = as_graph(knn)
         if X is not None:
-            n = _n_rows(X)
+            n = n_rows(X)
             if n != graph.n_points:
                 raise TokendimError(
                     f"X has {n} rows but the kNN graph was built on {graph.n_points} points: "
@@ -152,7 +232,7 @@ def _same(a: Any, b: Any) -> bool:
         return False
 
 
-def _n_rows(X: Any) -> int:
+def n_rows(X: Any) -> int:
     shape = getattr(X, "shape", None)
     if shape is None:
         X = np.asarray(X)
@@ -160,6 +240,62 @@ def _n_rows(X: Any) -> int:
     if len(shape) != 2:
         raise TokendimError(f"X must be 2-D (points x features), got shape {tuple(shape)}.")
     return int(shape[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# resampling
+
+
+def resampling_weights(
+    interval: str,
+    indices: np.ndarray | None,
+    inverse: np.ndarray,
+    groups: Any,
+    n_bootstrap: int,
+    random_state: int | None,
+) -> tuple[np.ndarray | None, str, int | None]:
+    """Replicate weights of the distinct points, what they resample, and how many units.
+
+    ``interval="analytic"``: no weights (the groups, if any, are only checked). With
+    ``groups``: whole groups (paired across fits, :func:`~tokendim_widgets.resampling.
+    group_weights`). Without: ``"auto"`` resamples :data:`AUTO_BLOCKS` blocks of the graph
+    (``indices``), ``"bootstrap"`` single points.
+    """
+    inverse = np.asarray(inverse, dtype=np.int64)
+    n_unique = int(inverse.max()) + 1 if inverse.size else 0
+    if groups is not None:
+        uniques, codes = as_group_labels(groups, inverse.size)
+        if interval == "analytic":
+            return None, "", None
+        rows = group_weights(codes, n_bootstrap, random_state)
+        return distinct_weights(rows, inverse, n_unique), "group bootstrap", int(uniques.size)
+    if interval == "analytic":
+        return None, "", None
+    if interval == "auto" and indices is not None:
+        labels = graph_blocks(indices, AUTO_BLOCKS, random_state)
+        n_blocks = int(labels.max()) + 1
+        mult = group_multiplicities(n_blocks, n_bootstrap, random_state)
+        return mult[:, labels], "block bootstrap", n_blocks
+    mult = group_multiplicities(n_unique, n_bootstrap, random_state)
+    return mult, "point bootstrap (independent points)", n_unique
+
+
+def prepare_points(X: Any, metric: str) -> Any:
+    """``X`` as given (``"euclidean"``) or with rows scaled to unit length (``"cosine"``).
+
+    Euclidean distance between unit rows (the chord) is ``sqrt(2 (1 - cos))``, monotone in the
+    cosine distance: the same neighbours, and the geometry of the directions.
+    """
+    if X is None or metric == "euclidean":
+        return X
+    t = _knn._as_tensor(X)
+    wide = t.to(torch.float64)
+    norms = wide.norm(dim=1, keepdim=True)
+    if bool((norms == 0).any()):
+        raise TokendimError(
+            "metric='cosine' needs rows of non-zero length: drop the all-zero rows of X."
+        )
+    return (wide / norms).to(t.dtype).cpu().numpy()
 
 
 # ---------------------------------------------------------------------------------------------

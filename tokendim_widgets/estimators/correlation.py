@@ -1,4 +1,10 @@
-"""Correlation dimension: the token-correlation measure of arXiv 2503.22547 (Grassberger-Procaccia).
+"""Grassberger-Procaccia correlation dimension, read in a window at the 10th-20th neighbour radii.
+
+With the default window this is in effect a local estimator at neighbour ranks 10 to 20 (a
+larger scale than TwoNN, like MLE at k = 10-20). It is a standard measure, not a reconstruction
+of any paper's: ``local_slope_`` shows the whole curve's slope so that a user can see whether
+the window sits on a plateau, and ``r_min``/``r_max`` move the window. With
+``metric="cosine"`` it reads the angular geometry of the row-normalised states.
 
 The correlation integral ``C(r)`` is the fraction of pairs of distinct points closer than
 ``r`` (strictly; window radii are lowered by 1e-9 relative so that a pair whose distance *is*
@@ -57,8 +63,15 @@ fraction of points cut at ``r_max`` and a warning is raised above 1%: then pass 
 (``fit(X, knn=graph)`` gives the counts of all pairs, reusing the graph's deduplication and
 neighbours) or use a graph with more neighbours.
 
-The interval is a delete-a-group jackknife over points (``n_groups`` seeded groups): both ends
-of every pair are left out with their group.
+Intervals (``interval``): the counts are kept per pair of resampling units (groups given to
+``fit``, blocks of the graph, or random groups of points). A bootstrap replicate weighs each
+point's partner counts by its unit's multiplicity (``C(r)`` proportional to
+``sum_i w_i c_i(r)``; the slope ignores the normalisation) and re-chooses the automatic window
+as the weighted medians of the neighbour distances, reading its counts off a grid of radii
+around the window: the window moves with the data, and much of the estimate's spread comes
+from that. ``interval="analytic"`` is the delete-a-group
+jackknife over ``n_groups`` random groups of points (both ends of every pair are left out with
+their group), with the window fixed.
 """
 
 from __future__ import annotations
@@ -76,7 +89,14 @@ from .._device import resolve_device
 from ..errors import TokendimError
 from ..knn import KNNGraph, float32_error
 from ..knn import knn as knn_search
+from ..resampling import (
+    as_group_labels,
+    bootstrap_interval,
+    graph_blocks,
+    group_multiplicities,
+)
 from ._base import (
+    AUTO_BLOCKS,
     IDEstimator,
     as_graph,
     check_choice,
@@ -86,7 +106,9 @@ from ._base import (
     check_seed,
     group_labels,
     jackknife_se,
+    n_rows,
     normal_interval,
+    prepare_points,
     unique_points,
 )
 
@@ -111,10 +133,19 @@ _BLOCK_BYTES = 16 * 2**20
 # (2 CPU threads), an extra neighbour 4-8 ms of search: K = 50 and 60 tie (within 0.05 s of
 # ~1 s), and 60 leaves more room for clouds of more uneven density, whose censored rows grow.
 _GRAPH_FACTOR = 3
+#: Most groups the bootstrap resamples (its counts are kept per pair of groups).
+MAX_GROUPS = 1024
+#: Random groups of points behind ``interval="bootstrap"`` without groups.
+POINT_GROUPS = 100
+#: Radii of the grid a bootstrap counts at, from r_min / GRID_BELOW to r_max. A replicate's
+#: window ends move by a few %; above r_max its log C is extrapolated along the grid's last
+#: slope (counting there would make more rows censored: 3.4x the time of the fit, measured).
+N_GRID = 24
+GRID_BELOW = 1.25
 
 
 class CorrelationDimension(IDEstimator):
-    """Correlation dimension from the correlation integral C(r) in a scaling window.
+    """Grassberger-Procaccia correlation dimension: the slope of log C(r) in a scaling window.
 
     Parameters
     ----------
@@ -136,17 +167,35 @@ class CorrelationDimension(IDEstimator):
     max_points : int, default 20000
         Above this many distinct points, count the pairs of a seeded random subset.
     n_groups : int, default 20
-        Groups of the jackknife behind the interval.
+        Groups of the jackknife behind the analytic interval.
     confidence : float, default 0.95
     random_state : int or None, default 0
-        Seed of the subset, of the curve's points and of the jackknife groups.
+        Seed of the subset, of the curve's points, of the blocks and of the bootstrap draws.
     device : str, default "auto"
+    interval : {"auto", "bootstrap", "analytic"}, default "auto"
+        ``"auto"`` resamples the ``groups`` given to ``fit`` or, without them, blocks of the
+        kNN graph; ``"bootstrap"`` groups or random groups of points; ``"analytic"`` the
+        point-level jackknife (see the module notes).
+    n_bootstrap : int, default 200
+    metric : {"euclidean", "cosine"}, default "euclidean"
+        ``"cosine"``: rows scaled to unit length first (chord distance; a ``knn`` graph is
+        taken as built in this metric).
 
     Attributes
     ----------
     dimension_ : float
     dimension_interval_ : tuple of float
     standard_error_ : float
+    interval_method_ : str
+        "group bootstrap", "block bootstrap", "point bootstrap (independent points)" or
+        "jackknife (independent points)".
+    n_groups_ : int or None
+        Units resampled (None for the analytic interval).
+    bootstrap_dimensions_ : numpy.ndarray of shape (n_bootstrap,) or None
+        Replicate estimates, paired across fits with the same groups and seed.
+    local_slope_ : numpy.ndarray
+        ``d log C / d log r`` at each of ``radii_`` (same length; central differences, NaN
+        where C is 0): a plateau is a scaling range.
     window_ : tuple of float
         ``(r_min, r_max)`` used.
     fit_radii_, fit_correlation_integral_ : numpy.ndarray
@@ -191,7 +240,13 @@ class CorrelationDimension(IDEstimator):
         confidence: float = 0.95,
         random_state: int | None = 0,
         device: str = "auto",
+        interval: str = "auto",
+        n_bootstrap: int = 200,
+        metric: str = "euclidean",
     ) -> None:
+        self.interval = interval
+        self.n_bootstrap = n_bootstrap
+        self.metric = metric
         self.k1 = k1
         self.k2 = k2
         self.r_min = r_min
@@ -234,7 +289,7 @@ class CorrelationDimension(IDEstimator):
         check_confidence(self.confidence)
         check_seed(self.random_state)
 
-    def fit(self: _C, X: Any = None, *, knn: Any = None) -> _C:
+    def fit(self: _C, X: Any = None, *, knn: Any = None, groups: Any = None) -> _C:
         """Estimate the correlation dimension.
 
         Parameters
@@ -242,28 +297,61 @@ class CorrelationDimension(IDEstimator):
         X : array-like of shape (n, D), optional
             The points: the window counts are those of all pairs (see the module notes).
         knn : KNNGraph or (distances, indices), optional
-            A graph of ``X``: its deduplication and neighbours are reused (its distances must
-            be those of ``X``, as :func:`~tokendim_widgets.knn.build_graph` gives). Alone
-            (``X=None``), the counts come from the graph's pairs (exact below
-            ``exact_radius_``).
+            A graph of ``X`` in the estimator's ``metric``: its deduplication and neighbours
+            are reused (its distances must be those of ``X``, as
+            :func:`~tokendim_widgets.knn.build_graph` gives). Alone (``X=None``), the counts
+            come from the graph's pairs (exact below ``exact_radius_``).
+        groups : array-like of shape (n,), optional
+            A label per row (e.g. the prompt of each token): the interval resamples whole
+            groups. A merged copy counts in the group of its representative.
 
         Returns
         -------
         self
         """
         self._check_params()
+        self._check_interval_params()
+        if X is None and knn is None:
+            raise TokendimError(
+                "CorrelationDimension.fit needs the points X or a kNN graph (knn=...)."
+            )
+        self._codes: np.ndarray | None = None
+        self._n_labels = 0
+        if groups is not None:
+            rows = n_rows(X) if X is not None else as_graph(knn).n_points
+            uniques, self._codes = as_group_labels(groups, rows)
+            self._n_labels = int(uniques.size)
+        X = prepare_points(X, self.metric)
         if X is None:
-            if knn is None:
-                raise TokendimError(
-                    "CorrelationDimension.fit needs the points X or a kNN graph (knn=...)."
-                )
             graph = self._graph(None, knn)
             self._fit_from_graph(graph)
             self.n_points_ = graph.n_points
             self.n_duplicates_ = graph.n_duplicates
         else:
             self._fit_from_points(X, knn)
+        self.local_slope_ = local_slope(self.radii_, self.correlation_integral_)
         return self
+
+    def _units(self, m: int, idx: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, int, str]:
+        """Resampling unit of each counted point: (labels, number of units, interval method).
+
+        ``rows``: the input row standing for each counted point (its representative).
+        """
+        if self._codes is not None and self.interval != "analytic":
+            if self._n_labels > MAX_GROUPS:
+                raise TokendimError(
+                    f"CorrelationDimension resamples at most {MAX_GROUPS} groups, got "
+                    f"{self._n_labels}: use coarser groups (e.g. one per prompt)."
+                )
+            return self._codes[rows], self._n_labels, "group bootstrap"
+        if self.interval == "auto":
+            labels = graph_blocks(idx, AUTO_BLOCKS, self.random_state)
+            return labels, int(labels.max()) + 1, "block bootstrap"
+        if self.interval == "bootstrap":
+            labels = group_labels(m, POINT_GROUPS, self.random_state)
+            return labels, int(labels.max()) + 1, "point bootstrap (independent points)"
+        labels = group_labels(m, int(self.n_groups), self.random_state)
+        return labels, int(labels.max()) + 1, self.analytic_method
 
     # -- window and slope ------------------------------------------------------------------
 
@@ -290,19 +378,37 @@ class CorrelationDimension(IDEstimator):
             return np.array([r_lo, r_hi])
         return np.geomspace(r_lo, r_hi, N_WINDOW)
 
+    def _count_radii(self, fit_r: np.ndarray, r_lo: float, r_hi: float, method: str) -> np.ndarray:
+        """Radii to count pairs at: the fit's, and for a bootstrap a grid around the window.
+
+        A replicate moves the automatic window (its ends are medians of neighbour distances
+        of the resampled points), so its counts are read off this grid.
+        """
+        if method == self.analytic_method:
+            return fit_r
+        grid = np.geomspace(r_lo / GRID_BELOW, r_hi, N_GRID)
+        return np.unique(np.concatenate([fit_r, grid]))
+
     def _finish(
         self,
         fit_r: np.ndarray,
-        counts: np.ndarray,
-        left_out: np.ndarray,
-        pairs: float,
-        pairs_left: np.ndarray,
+        count_r: np.ndarray,
+        grouped_all: np.ndarray,
+        labels: np.ndarray,
+        method: str,
+        dists: np.ndarray,
     ) -> None:
-        """Slope, jackknife interval and fitted line from window counts.
+        """Slope, interval and fitted line from the counts by unit pair.
 
-        counts: (W,) pairs closer than each fit radius; left_out: (G, W) the same without the
-        pairs touching group g; pairs: all pairs; pairs_left: (G,) pairs without group g.
+        grouped_all: (G, G, W) ordered pairs closer than each of ``count_r``, [g, h] for i in
+        unit g and j in unit h; labels: the unit of each counted point; dists: their
+        neighbour distances (for the replicates' windows).
         """
+        grouped = grouped_all[:, :, np.searchsorted(count_r, fit_r)]
+        n_g = grouped.shape[0]
+        m = labels.size
+        counts = grouped.sum(axis=(0, 1))
+        pairs = float(m) * (m - 1)
         if counts[0] <= 0:
             raise TokendimError(
                 f"No pair of points is closer than r_min = {fit_r[0]:.4g}: the correlation "
@@ -310,17 +416,76 @@ class CorrelationDimension(IDEstimator):
             )
         x = np.log(fit_r)
         dim, intercept = _slope(x, np.log(counts / pairs))
-        reps = np.full(left_out.shape[0], np.nan)
-        for g in range(left_out.shape[0]):
-            if left_out[g, 0] > 0 and pairs_left[g] > 0:
-                reps[g] = _slope(x, np.log(left_out[g] / pairs_left[g]))[0]
-        se = jackknife_se(reps)
         self.dimension_ = float(dim)
         self.intercept_ = float(intercept)
-        self.standard_error_ = se
-        self.dimension_interval_ = normal_interval(float(dim), se, float(self.confidence))
         self.fit_radii_ = fit_r
         self.fit_correlation_integral_ = counts / pairs
+        self.interval_method_ = method
+        if method == self.analytic_method:
+            # Delete-a-group jackknife: ordered pairs touching group g are
+            # M[g, :] + M[:, g] - M[g, g].
+            diag = grouped[np.arange(n_g), np.arange(n_g)]
+            left_out = counts[None, :] - (grouped.sum(axis=1) + grouped.sum(axis=0) - diag)
+            rest = m - np.bincount(labels, minlength=n_g).astype(np.float64)
+            pairs_left = rest * (rest - 1)
+            reps = np.full(n_g, np.nan)
+            for g in range(n_g):
+                if left_out[g, 0] > 0 and pairs_left[g] > 0:
+                    reps[g] = _slope(x, np.log(left_out[g] / pairs_left[g]))[0]
+            se = jackknife_se(reps)
+            self.standard_error_ = se
+            self.dimension_interval_ = normal_interval(float(dim), se, float(self.confidence))
+            self.n_groups_ = None
+            self.bootstrap_dimensions_ = None
+            return
+        mult = group_multiplicities(n_g, int(self.n_bootstrap), self.random_state)
+        boot = self._replicate_slopes(count_r, grouped_all, mult, labels, dists)
+        self.bootstrap_dimensions_ = boot
+        self.dimension_interval_, self.standard_error_ = bootstrap_interval(
+            float(dim), boot, float(self.confidence)
+        )
+        self.n_groups_ = n_g
+
+    def _replicate_slopes(
+        self,
+        count_r: np.ndarray,
+        grouped: np.ndarray,
+        mult: np.ndarray,
+        labels: np.ndarray,
+        dists: np.ndarray,
+    ) -> np.ndarray:
+        """The slope of each replicate, in its own window (see :func:`replicate_counts`)."""
+        counts = replicate_counts(grouped, mult)
+        weights = mult[:, labels]
+        n_b = mult.shape[0]
+        lo = np.full(n_b, float(self.r_min)) if self.r_min is not None else None
+        hi = np.full(n_b, float(self.r_max)) if self.r_max is not None else None
+        if lo is None:
+            lo = weighted_median(dists[:, int(self.k1) - 1], weights)
+        if hi is None:
+            hi = weighted_median(dists[:, int(self.k2) - 1], weights)
+        lo = np.clip(lo, count_r[0], count_r[-1] * 1.25)
+        hi = np.clip(hi, count_r[0], count_r[-1] * 1.25)
+        log_r = np.log(count_r)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_c = np.where(counts > 0, np.log(counts), np.nan)
+        # Slope of each replicate's log C over the grid's last 4 radii, to extrapolate.
+        tail = log_r[-4:] - log_r[-4:].mean()
+        end_slope = (log_c[:, -4:] @ tail) / float(tail @ tail)
+        n_fit = 2 if self.method == "two_point" else N_WINDOW
+        t = np.linspace(0.0, 1.0, n_fit)
+        span = np.log(hi) - np.log(lo)
+        x = np.log(lo)[:, None] + t[None, :] * span[:, None]  # (B, n_fit)
+        j = np.clip(np.searchsorted(log_r, x) - 1, 0, log_r.size - 2)
+        rows = np.arange(n_b)[:, None]
+        frac = (x - log_r[j]) / (log_r[j + 1] - log_r[j])
+        y = log_c[rows, j] + frac * (log_c[rows, j + 1] - log_c[rows, j])
+        beyond = x > log_r[-1]
+        y = np.where(beyond, log_c[:, -1:] + end_slope[:, None] * (x - log_r[-1]), y)
+        tc = t - t.mean()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = (y @ tc) / (span * float(tc @ tc))
+        return np.where(span > 0, out, np.nan)
 
     # -- from points -----------------------------------------------------------------------
 
@@ -354,13 +519,15 @@ class CorrelationDimension(IDEstimator):
                     screen="auto",
                     too_few=too_few,
                 )
-        xu, _, _, n_points = unique_points(X, knn)
+        xu, keep, _, n_points = unique_points(X, knn)
         n_u = xu.shape[0]
         if n_u < least:
             raise too_few(need, n_u, 0)
         rng = np.random.default_rng(self.random_state)
         sampled = n_u > int(self.max_points)
-        xs = xu[np.sort(rng.choice(n_u, int(self.max_points), replace=False))] if sampled else xu
+        sel = np.sort(rng.choice(n_u, int(self.max_points), replace=False)) if sampled else None
+        xs = xu[sel] if sel is not None else xu
+        rows = keep[sel] if sel is not None else keep
         m = xs.shape[0]
         graph = as_graph(knn) if knn is not None and not sampled else None
         if graph is not None and graph.k >= need:
@@ -369,8 +536,7 @@ class CorrelationDimension(IDEstimator):
             k_graph = min(m - 1, max(need, _GRAPH_FACTOR * int(self.k2)))
             dists, idx = knn_search(xs, k_graph, device=self.device)
         tol = _graph_tol(xs.shape[1])
-        labels = group_labels(m, int(self.n_groups), self.random_state)
-        n_g = int(labels.max()) + 1
+        labels, n_g, method = self._units(m, idx, rows)
         counter = _PairCounter(xs, labels, n_g, resolve_device(self.device))
         # The window ends are medians of neighbour distances and the pairs are counted from
         # float64 differences: measure the two neighbour columns the same way, so that the
@@ -387,7 +553,8 @@ class CorrelationDimension(IDEstimator):
                 dists[:, col] = exact
         r_lo, r_hi = self._window(dists)
         fit_r = self._fit_radii(r_lo, r_hi)
-        shrunk = fit_r * (1.0 - _SHRINK)
+        count_r = self._count_radii(fit_r, r_lo, r_hi, method)
+        shrunk = count_r * (1.0 - _SHRINK)
         if dists.shape[1] >= m - 1:
             censored = np.zeros(m, dtype=bool)  # every other point is listed
         elif not accurate:
@@ -415,15 +582,7 @@ class CorrelationDimension(IDEstimator):
             _listed_counts(dists[keep], idx[keep], np.flatnonzero(keep), shrunk, tol, counter)
             + exact_grouped
         )
-        pairs = float(m) * (m - 1)
-        total = grouped.sum(axis=(0, 1))  # (W,)
-        # Ordered pairs touching group g: M[g, :] + M[:, g] - M[g, g].
-        touching = (
-            grouped.sum(axis=1) + grouped.sum(axis=0) - grouped[np.arange(n_g), np.arange(n_g)]
-        )
-        sizes = np.bincount(labels, minlength=n_g).astype(np.float64)
-        rest = m - sizes
-        self._finish(fit_r, total, total[None, :] - touching, pairs, rest * (rest - 1))
+        self._finish(fit_r, count_r, grouped, labels, method, dists)
         self.correlation_integral_ = self._curve(
             counter, curve_r, dists, censored, exact_curve, rng
         )
@@ -482,22 +641,16 @@ class CorrelationDimension(IDEstimator):
         n = d.shape[0]
         r_lo, r_hi = self._window(d)
         fit_r = self._fit_radii(r_lo, r_hi)
-        labels = group_labels(n, int(self.n_groups), self.random_state)
-        n_g = int(labels.max()) + 1
-        # Ordered pairs (i, listed neighbour j) closer than each fit radius, by group pair.
-        b = np.searchsorted(fit_r * (1.0 - _SHRINK), d, side="right")  # d < r_w <=> w >= b
-        w = fit_r.size
+        labels, n_g, method = self._units(n, idx, graph.keep)
+        count_r = self._count_radii(fit_r, r_lo, r_hi, method)
+        # Ordered pairs (i, listed neighbour j) closer than each radius, by group pair.
+        b = np.searchsorted(count_r * (1.0 - _SHRINK), d, side="right")  # d < r_w <=> w >= b
+        w = count_r.size
         key = (labels[:, None] * n_g + labels[idx]) * (w + 1) + b
         grouped = np.bincount(key.ravel(), minlength=n_g * n_g * (w + 1)).reshape(n_g, n_g, w + 1)
         grouped = np.cumsum(grouped, axis=2)[:, :, :w].astype(np.float64)
         pairs = float(n) * (n - 1)
-        total = grouped.sum(axis=(0, 1))
-        touching = (
-            grouped.sum(axis=1) + grouped.sum(axis=0) - grouped[np.arange(n_g), np.arange(n_g)]
-        )
-        sizes = np.bincount(labels, minlength=n_g).astype(np.float64)
-        rest = n - sizes
-        self._finish(fit_r, total, total[None, :] - touching, pairs, rest * (rest - 1))
+        self._finish(fit_r, count_r, grouped, labels, method, d)
         last = d[:, -1]
         curve_r = np.geomspace(
             float(d[:, 0].min()),
@@ -520,6 +673,37 @@ class CorrelationDimension(IDEstimator):
                 "points too (fit(X, knn=graph)) or use a graph with more neighbours.",
                 stacklevel=3,
             )
+
+
+def local_slope(radii: np.ndarray, curve: np.ndarray) -> np.ndarray:
+    """d log C / d log r at each radius (central differences, one-sided at the ends).
+
+    NaN where C or a neighbour of it in the difference is 0. A plateau of this curve is a
+    scaling range; its height there is the dimension.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = np.where(curve > 0, np.log(curve), np.nan)
+    return np.gradient(y, np.log(radii))
+
+
+def replicate_counts(grouped: np.ndarray, mult: np.ndarray) -> np.ndarray:
+    """Pair counts of each replicate, shape (B, W), from counts by unit pair (G, G, W).
+
+    Each point's count of partners weighs its unit's multiplicity: ``C_b(r)`` is proportional
+    to ``sum_i w_i c_i(r)``. Weighing a pair by both ends (``m_g m_h``, or ``m_g + m_h - 1`` to
+    first order) gave intervals twice too wide once the window moves with each replicate
+    (measured, benchmarks/README.md); the product also adds pairs between a unit and its own
+    copy, which biases the slope down.
+    """
+    return mult @ grouped.sum(axis=1)
+
+
+def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The weighted median of ``values`` under each row of ``weights`` (B, n), shape (B,)."""
+    order = np.argsort(values, kind="stable")
+    cum = np.cumsum(weights[:, order], axis=1)
+    pos = np.argmax(cum >= 0.5 * cum[:, -1:], axis=1)
+    return values[order][pos]
 
 
 def _slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import TokendimError
 from ..knn import KNNGraph
-from ._base import IDEstimator, check_confidence, check_int, normal_interval
+from ._base import IDEstimator, check_confidence, check_int, check_seed, normal_interval
 
 __all__ = ["GRIDE"]
 
@@ -44,9 +44,19 @@ class GRIDE(IDEstimator):
         Largest neighbour rank of the curve: scales n1 = 1, 2, 4, ... with 2 n1 <= range_max.
         Fitted from points, it is capped at the number of distinct points - 1.
     confidence : float, default 0.95
-        Level of ``dimension_interval_`` (a normal interval on the likelihood's standard
-        error).
+        Level of ``dimension_interval_``.
     device : str, default "auto"
+    interval : {"auto", "bootstrap", "analytic"}, default "auto"
+        ``"auto"`` resamples the ``groups`` given to ``fit`` or, without them, blocks of the
+        kNN graph; ``"bootstrap"`` groups or single points; ``"analytic"`` a normal interval
+        on the likelihood's standard error (independent points). Only ``dimension_`` (at
+        ``scale``) is resampled; ``errors_`` of the curve stay the likelihood's.
+    n_bootstrap : int, default 200
+    random_state : int or None, default 0
+        Seed of the bootstrap draws.
+    metric : {"euclidean", "cosine"}, default "euclidean"
+        ``"cosine"``: rows scaled to unit length before the search (a ``knn`` graph is taken
+        as built in this metric).
 
     Attributes
     ----------
@@ -59,6 +69,12 @@ class GRIDE(IDEstimator):
     dimension_, standard_error_ : float
         At ``scale``.
     dimension_interval_ : tuple of float
+    interval_method_ : str
+        "group bootstrap", "block bootstrap", "point bootstrap (independent points)" or
+        "fisher information (independent points)".
+    n_groups_ : int or None
+    bootstrap_dimensions_ : numpy.ndarray of shape (n_bootstrap,) or None
+        Replicate estimates, paired across fits with the same groups and seed.
     n_points_, n_duplicates_ : int
 
     Examples
@@ -77,11 +93,21 @@ class GRIDE(IDEstimator):
         range_max: int = 64,
         confidence: float = 0.95,
         device: str = "auto",
+        interval: str = "auto",
+        n_bootstrap: int = 200,
+        random_state: int | None = 0,
+        metric: str = "euclidean",
     ) -> None:
         self.scale = scale
         self.range_max = range_max
         self.confidence = confidence
         self.device = device
+        self.interval = interval
+        self.n_bootstrap = n_bootstrap
+        self.random_state = random_state
+        self.metric = metric
+
+    analytic_method = "fisher information (independent points)"
 
     @property
     def required_neighbors(self) -> int:
@@ -95,6 +121,7 @@ class GRIDE(IDEstimator):
         check_int(self.scale, "scale", 1)
         check_int(self.range_max, "range_max", 2)
         check_confidence(self.confidence)
+        check_seed(self.random_state)
 
     def _fit_graph(self, graph: KNNGraph) -> None:
         d = graph.distances
@@ -110,6 +137,7 @@ class GRIDE(IDEstimator):
             dim, se = fits[scales.index(scale)]
         else:
             dim, se = gride_fit(d[:, scale - 1], d[:, 2 * scale - 1], scale, 2 * scale)
+        self._ratios = (gride_log_ratios(d[:, scale - 1], d[:, 2 * scale - 1]), scale)
         self.scales_ = np.asarray(scales, dtype=np.int64)
         self.dimensions_ = np.asarray([f[0] for f in fits])
         self.errors_ = np.asarray([f[1] for f in fits])
@@ -117,6 +145,10 @@ class GRIDE(IDEstimator):
         self.dimension_ = float(dim)
         self.standard_error_ = float(se)
         self.dimension_interval_ = normal_interval(dim, se, float(self.confidence))
+
+    def _replicates(self, weights: np.ndarray) -> np.ndarray:
+        x, n1 = self._ratios
+        return weighted_gride(x, weights, n1, self.dimension_)
 
 
 def _top_rank(limit: int) -> int:
@@ -127,6 +159,52 @@ def _top_rank(limit: int) -> int:
     while 4 * n1 <= limit:
         n1 *= 2
     return 2 * n1
+
+
+def gride_log_ratios(r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
+    """``log(r2 / r1)`` per point, NaN where :func:`gride_fit` drops it (ties, outliers)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.log(r2) - np.log(r1)
+    ok = np.isfinite(x) & (x > 0.0)
+    if ok.any():
+        mu = np.exp(x[ok])
+        q50, q95 = np.percentile(mu, [50, 95])
+        ok[ok] = mu < q50 + 20.0 * (q95 - q50)
+    return np.where(ok, x, np.nan)
+
+
+def weighted_gride(x: np.ndarray, weights: np.ndarray, n1: int, start: float) -> np.ndarray:
+    """GRIDE's maximum-likelihood dimension with point weights, one per row of ``weights``.
+
+    ``x``: the log ratios of :func:`gride_log_ratios` (NaN: left out). The weighted score
+    ``(W - 1) / d + a sum w x / (1 - mu^-d) - b sum w x`` is convex and decreasing in d, so
+    Newton steps from ``start`` (the unweighted estimate, near every replicate's root) converge,
+    monotonically after the first; all replicates are solved together. At n1 = 1 (a = 0) the
+    root is closed-form.
+    """
+    ok = np.isfinite(x)
+    x = x[ok]
+    w = weights[:, ok]
+    n2 = 2 * n1
+    a = float(n2 - n1 - 1)
+    b = float(n2 - 1)
+    total = w.sum(axis=1)
+    sx = w @ x
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if a == 0.0:
+            return np.where(sx > 0, (total - 1.0) / (b * sx), np.nan)
+        dim = np.full(total.shape, float(start))
+        for _ in range(100):
+            om = -np.expm1(-np.outer(dim, x))  # 1 - mu^-d
+            score = (total - 1.0) / dim + a * np.einsum("bi,bi->b", w, x / om) - b * sx
+            curv = np.einsum("bi,bi->b", w, x * x * (1.0 - om) / (om * om))
+            nxt = dim - score / (-(total - 1.0) / dim**2 - a * curv)
+            nxt = np.where(nxt > 0, nxt, 0.5 * dim)
+            done = np.abs(nxt - dim) <= 1e-10 * np.abs(dim)
+            dim = nxt
+            if bool(np.all(done | ~np.isfinite(dim))):
+                break
+    return np.where(np.isfinite(dim) & (dim > 0), dim, np.nan)
 
 
 def gride_fit(r1: np.ndarray, r2: np.ndarray, n1: int, n2: int) -> tuple[float, float]:

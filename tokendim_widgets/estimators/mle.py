@@ -55,17 +55,33 @@ class MLE(IDEstimator):
     unbiased : bool, default False
         Use ``k - 2`` instead of ``k - 1`` in the local estimate.
     n_groups : int, default 20
-        Groups of the jackknife behind the interval.
+        Groups of the jackknife behind the analytic interval.
     confidence : float, default 0.95
     random_state : int or None, default 0
+        Seed of the jackknife groups and of the bootstrap draws.
     device : str, default "auto"
+    interval : {"auto", "bootstrap", "analytic"}, default "auto"
+        ``"auto"`` resamples the ``groups`` given to ``fit`` or, without them, blocks of the
+        kNN graph; ``"bootstrap"`` groups or single points; ``"analytic"`` the point-level
+        jackknife (see :mod:`tokendim_widgets.resampling`).
+    n_bootstrap : int, default 200
+    metric : {"euclidean", "cosine"}, default "euclidean"
+        ``"cosine"``: rows scaled to unit length before the search (a ``knn`` graph is taken
+        as built in this metric).
 
     Attributes
     ----------
     dimension_ : float
     dimension_interval_ : tuple of float
-        Jackknife normal interval at level ``confidence``.
+        At level ``confidence``, made as ``interval_method_`` says.
     standard_error_ : float
+    interval_method_ : str
+        "group bootstrap", "block bootstrap", "point bootstrap (independent points)" or
+        "jackknife (independent points)".
+    n_groups_ : int or None
+        Groups or blocks resampled.
+    bootstrap_dimensions_ : numpy.ndarray of shape (n_bootstrap,) or None
+        Replicate estimates, paired across fits with the same groups and seed.
     local_dimensions_ : numpy.ndarray of float64, shape (n_points,)
         One local estimate per row of the input; copies share their representative's value.
     n_undefined_ : int
@@ -91,6 +107,9 @@ class MLE(IDEstimator):
         confidence: float = 0.95,
         random_state: int | None = 0,
         device: str = "auto",
+        interval: str = "auto",
+        n_bootstrap: int = 200,
+        metric: str = "euclidean",
     ) -> None:
         self.k = k
         self.aggregate = aggregate
@@ -99,6 +118,9 @@ class MLE(IDEstimator):
         self.confidence = confidence
         self.random_state = random_state
         self.device = device
+        self.interval = interval
+        self.n_bootstrap = n_bootstrap
+        self.metric = metric
 
     @property
     def required_neighbors(self) -> int:
@@ -142,6 +164,17 @@ class MLE(IDEstimator):
         self.dimension_interval_ = normal_interval(dim, se, float(self.confidence))
         self.local_dimensions_ = graph.expand(local)
         self.n_undefined_ = n_undefined
+        self._stats = (local, sums, numer)
+
+    def _replicates(self, weights: np.ndarray) -> np.ndarray:
+        local, sums, numer = self._stats
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.aggregate == "harmonic":
+                mean_sum = (weights @ sums) / weights.sum(axis=1)
+                return np.where(mean_sum > 0, numer / mean_sum, np.nan)
+            finite = np.isfinite(local)
+            w = weights[:, finite]
+            return (w @ local[finite]) / w.sum(axis=1)
 
 
 def _aggregate(local: np.ndarray, sums: np.ndarray, numer: float, how: str) -> float:

@@ -11,9 +11,12 @@ of the variance (0.9 by default), an integer.
 Both see only linear structure: a curved 2-D manifold (a swiss roll) needs 3 or more linear
 directions, so these are upper baselines for the nonlinear estimators. They need the
 coordinates (a kNN graph alone is not enough); duplicates are removed first like for every
-estimator. The interval is a delete-a-group jackknife over points (``n_groups`` groups),
-computed from per-group scatter matrices (or the Gram matrix when there are fewer points than
-features), so each replicate costs no new pass over the data.
+estimator. The interval is a delete-a-group jackknife, computed from per-group scatter matrices
+(or the Gram matrix when there are fewer points than features), so each replicate costs no new
+pass over the data: over the ``groups`` given to ``fit`` (``interval_method_`` "group
+jackknife"), otherwise over ``n_groups`` random groups of points ("jackknife (independent
+points)"). PCA has no per-point statistic of a kNN graph to resample cheaply, so it does not
+bootstrap; ``n_bootstrap`` is accepted for a uniform interface and unused.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..errors import TokendimError
+from ..resampling import as_group_labels
 from ._base import (
     IDEstimator,
     check_choice,
@@ -32,11 +36,16 @@ from ._base import (
     check_seed,
     group_labels,
     jackknife_se,
+    n_rows,
     normal_interval,
+    prepare_points,
     unique_points,
 )
 
 __all__ = ["PCADimension"]
+
+#: Most groups the jackknife leaves out one at a time.
+MAX_GROUPS = 1000
 
 _P = TypeVar("_P", bound="PCADimension")
 
@@ -50,15 +59,27 @@ class PCADimension(IDEstimator):
     threshold : float, default 0.9
         Fraction of variance to explain (``method="threshold"``), in (0, 1].
     n_groups : int, default 10
-        Groups of the jackknife behind the interval.
+        Random groups of the jackknife when no ``groups`` are given to ``fit``.
     confidence : float, default 0.95
     random_state : int or None, default 0
+    interval : {"auto", "bootstrap", "analytic"}, default "auto"
+        ``"analytic"`` ignores the ``groups`` of ``fit``; the others leave them out in turn.
+    n_bootstrap : int, default 200
+        Unused (PCA's interval is a jackknife).
+    metric : {"euclidean", "cosine"}, default "euclidean"
+        ``"cosine"``: rows scaled to unit length first.
 
     Attributes
     ----------
     dimension_ : float
     dimension_interval_ : tuple of float
     standard_error_ : float
+    interval_method_ : str
+        "group jackknife" or "jackknife (independent points)".
+    n_groups_ : int or None
+        Groups left out (None without groups).
+    bootstrap_dimensions_ : None
+        Always None (no bootstrap).
     eigenvalues_ : numpy.ndarray
         Covariance eigenvalues, descending (at most min(n - 1, D) are non-zero).
     explained_variance_ratio_ : numpy.ndarray
@@ -81,7 +102,13 @@ class PCADimension(IDEstimator):
         n_groups: int = 10,
         confidence: float = 0.95,
         random_state: int | None = 0,
+        interval: str = "auto",
+        n_bootstrap: int = 200,
+        metric: str = "euclidean",
     ) -> None:
+        self.interval = interval
+        self.n_bootstrap = n_bootstrap
+        self.metric = metric
         self.method = method
         self.threshold = threshold
         self.n_groups = n_groups
@@ -99,7 +126,7 @@ class PCADimension(IDEstimator):
         check_confidence(self.confidence)
         check_seed(self.random_state)
 
-    def fit(self: _P, X: Any = None, *, knn: Any = None) -> _P:
+    def fit(self: _P, X: Any = None, *, knn: Any = None, groups: Any = None) -> _P:
         """Estimate the linear dimension of ``X``.
 
         Parameters
@@ -108,24 +135,45 @@ class PCADimension(IDEstimator):
             The points (required).
         knn : KNNGraph, optional
             A graph of ``X``; only its deduplication is reused.
+        groups : array-like of shape (n,), optional
+            A label per row (e.g. the prompt of each token): the jackknife then leaves out
+            one group at a time (unless ``interval="analytic"``).
 
         Returns
         -------
         self
         """
         self._check_params()
+        self._check_interval_params()
         if X is None:
             raise TokendimError(
                 "PCADimension needs the coordinates X: a kNN graph alone holds no directions."
             )
-        xu, _, _, n_points = unique_points(X, knn)
+        codes = None
+        if groups is not None:
+            _, codes = as_group_labels(groups, n_rows(X))
+        X = prepare_points(X, self.metric)
+        xu, keep, _, n_points = unique_points(X, knn)
         n, dim = xu.shape
         if n < 2:
             raise TokendimError(f"PCADimension needs at least 2 distinct points, X has {n}.")
         xc = xu.astype(np.float64)
         xc -= xc.mean(axis=0)
-        labels = group_labels(n, int(self.n_groups), self.random_state)
+        if codes is not None and self.interval != "analytic":
+            # Groups of the representatives, renumbered 0 .. n_g - 1.
+            labels = np.unique(codes[keep], return_inverse=True)[1].reshape(-1)
+            if labels.max() >= MAX_GROUPS:
+                raise TokendimError(
+                    f"PCADimension leaves out at most {MAX_GROUPS} groups one at a time, got "
+                    f"{int(labels.max()) + 1}: use coarser groups (e.g. one per prompt)."
+                )
+            self.interval_method_ = "group jackknife"
+        else:
+            labels = group_labels(n, int(self.n_groups), self.random_state)
+            self.interval_method_ = self.analytic_method
         n_g = int(labels.max()) + 1
+        self.n_groups_ = n_g if codes is not None and self.interval != "analytic" else None
+        self.bootstrap_dimensions_ = None
         if dim <= n:
             full = xc.T @ xc
             sums = np.stack([xc[labels == g].sum(axis=0) for g in range(n_g)])
