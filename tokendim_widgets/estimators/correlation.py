@@ -85,7 +85,7 @@ import numpy as np
 import torch
 
 from .. import knn as _knn
-from .._device import resolve_device
+from .._device import full_float32, resolve_device
 from ..errors import TokendimError
 from ..knn import KNNGraph, float32_error
 from ..knn import knn as knn_search
@@ -328,7 +328,8 @@ class CorrelationDimension(IDEstimator):
             self.n_points_ = graph.n_points
             self.n_duplicates_ = graph.n_duplicates
         else:
-            self._fit_from_points(X, knn)
+            with full_float32():  # the counts' error bound assumes true float32 products
+                self._fit_from_points(X, knn)
         self.local_slope_ = local_slope(self.radii_, self.correlation_integral_)
         return self
 
