@@ -45,6 +45,7 @@ from ..resampling import (
     group_multiplicities,
     group_weights,
 )
+from ..validation import check_choice, check_float, check_int
 
 __all__ = ["IDEstimator"]
 
@@ -379,44 +380,6 @@ def unique_points(X: Any, knn: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 
 # ---------------------------------------------------------------------------------------------
 # parameter checks
-
-
-def check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise TokendimError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
-def check_float(
-    value: Any,
-    name: str,
-    low: float,
-    high: float,
-    *,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, (int, float, np.integer, np.floating))
-        and math.isfinite(value)
-    )
-    if ok:
-        v = float(value)
-        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
-    if not ok:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise TokendimError(f"{name} must be a number in {lo}{low}, {high}{hi}, got {value!r}.")
-    return float(value)
-
-
-def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise TokendimError(
-            f"{name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}."
-        )
-    return value
 
 
 def check_confidence(value: Any) -> float:
