@@ -14,6 +14,14 @@ every real token is its index in its own prompt, so the models' default position
 right for every position scheme (learned, rotary, RoBERTa's padding offset) with no
 correction. (Left padding, the generation convention, would need position ids shifted per
 row, and the shift differs between architectures.) Pad positions are never stored.
+
+Last layer. By default the last stored layer is the residual stream after the last block,
+*before* the model's final normalisation (``model.norm``, ``ln_f``...; layer kind
+``"pre_norm"``), although Hugging Face's ``hidden_states[L]`` of pre-norm decoders is taken
+after it. Every other layer is an un-normalised residual state: a last layer rescaled per
+token by the final norm would not be comparable with them, and the metrics that compare the
+final dimension with the peak would mix two geometries. ``final_norm="model"`` gives what
+the LM head reads (kind ``"final_norm"``).
 """
 
 from __future__ import annotations
@@ -679,7 +687,7 @@ def extract(
     max_tokens: int | None = None,
     layers: int | Sequence[int] | None = None,
     drop_special: bool = True,
-    final_norm: str = "model",
+    final_norm: str = "pre_norm",
     batch_tokens: int | None = None,
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "auto",
@@ -713,10 +721,11 @@ def extract(
     drop_special : bool, default True
         Do not store the states of special tokens the tokenizer adds (BOS, CLS, SEP, EOS;
         ``[UNK]`` is kept). The model still sees them.
-    final_norm : {"model", "pre_norm"}, default "model"
-        The last layer as the model returns it, after its final normalisation (what the LM
-        head reads; kind ``"final_norm"``), or the last block's output before it (kind
-        ``"pre_norm"``), comparable with the residual layers before it. No difference for
+    final_norm : {"pre_norm", "model"}, default "pre_norm"
+        The last layer as the residual stream after the last block, before the model's final
+        normalisation (kind ``"pre_norm"``), so that it is measured on the same footing as
+        the un-normalised residual layers before it; or as the model returns it, after that
+        normalisation (what the LM head reads; kind ``"final_norm"``). No difference for
         models without a final norm (BERT).
     batch_tokens : int, optional
         Padded tokens per forward pass. Default: 512 on CPU, from free memory on CUDA (at
@@ -905,7 +914,8 @@ def _run(
         "task": "causal" if causal else "encoder",
         "n_blocks": total_layers - 1,
         "hidden_size": width,
-        "dtype": options["dtype"],
+        # The precision the forward pass ran in (also options["dtype"], which keys the cache).
+        "dtype": str(torch_dtype).replace("torch.", ""),
         "device": str(torch_device),
         "context_length": context_length(model, tokenizer),
         "final_norm_module": norm_name,
