@@ -82,7 +82,8 @@ def test_bundled_smollm2_quality(smollm2) -> None:
     assert result["n_tokens"] > 30
     # Bits per byte of English text: ~1 for small trained models, 8 for a constant guess.
     assert 0.3 < result["bits_per_byte"] < 3.0
-    assert result["n_bytes"] == sum(len(t.encode("utf-8")) for t in PROMPTS)  # BOS in front
+    # Without a BOS in front, the first token's text is context, not scored.
+    assert 0.8 * sum(map(len, PROMPTS)) < result["n_bytes"] <= sum(map(len, PROMPTS))
 
 
 # ---- bits per byte ------------------------------------------------------------------------
