@@ -719,3 +719,69 @@ def load_model(
     identity = model_identity(spec)
     _LOADED[model] = {**identity, "ref": spec.ref, "task": task}
     return model, tokenizer
+
+
+def remember_identity(model: Any, identity: Mapping[str, Any]) -> None:
+    """Record the identity of a model object, so that :func:`loaded_identity` returns it.
+
+    :func:`~tokendim_widgets.extract` keys its cache and names the states by this identity
+    (``id``, ``model_id``, ``task``) instead of fingerprinting the weights.
+    """
+    _LOADED[model] = dict(identity)
+
+
+def load_config(
+    ref: str | os.PathLike[str],
+    *,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    token: str | bool | None = None,
+) -> tuple[Any, Any, ModelRef, Task]:
+    """The configuration and tokenizer of a model reference, without its weights.
+
+    For a ``.gguf`` file only the metadata is read: no tensor is de-quantised.
+
+    Returns
+    -------
+    (config, tokenizer, ModelRef, task)
+        The Hugging Face config, the tokenizer, the resolved reference and
+        ``"causal"`` or ``"encoder"``.
+
+    Raises
+    ------
+    TokendimError
+        As :func:`load_model`.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    spec = resolve_model(ref, revision=revision)
+    common: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if spec.kind == "hub":
+        common.update(revision=revision, token=token)
+    if spec.gguf_file is not None:
+        common["gguf_file"] = spec.gguf_file
+    config = _from_pretrained(AutoConfig, spec, **common)
+    task = detect_task(config, spec)
+    tokenizer = _from_pretrained(AutoTokenizer, spec, **common)
+    return config, tokenizer, spec, task
+
+
+def random_init_identity(base: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """Identity of the seeded re-initialisation of the model whose identity is ``base``.
+
+    The torch and transformers versions are part of it: the initialisation code is theirs.
+    ``id`` is None when ``base`` has none (a hub model not downloaded yet).
+    """
+    import torch
+    import transformers
+
+    versions = f"torch={torch.__version__},transformers={transformers.__version__}"
+    base_id = base.get("id")
+    return {
+        "id": f"random-init:seed={seed}:{versions}:{base_id}" if base_id else None,
+        "kind": "random_init",
+        "model_id": f"{base.get('model_id') or 'model'} (random init, seed {seed})",
+        "seed": int(seed),
+        "base": dict(base),
+        "versions": versions,
+    }
