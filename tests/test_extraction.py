@@ -305,6 +305,16 @@ def test_explicit_dtype_casts_a_given_model(tiny) -> None:
     states = extract((model, tokenizer), PROMPTS, dtype="bfloat16", cache=False, progress=False)
     assert next(model.parameters()).dtype == torch.bfloat16
     assert states.layer(0).dtype == np.float32 and states.options["dtype"] == "bfloat16"
+    assert states.model_info["dtype"] == "bfloat16"
+
+
+def test_the_compute_dtype_is_in_the_cached_metadata(tiny_dir, cache_dir: Path) -> None:
+    folder = tiny_dir("llama")
+    states = extract(folder, PROMPTS, dtype="bfloat16", progress=False)
+    again = extract(folder, PROMPTS, dtype="bfloat16", progress=False)
+    assert again.cache_key == states.cache_key and again.is_memory_mapped
+    assert again.options["dtype"] == again.model_info["dtype"] == "bfloat16"
+    assert extract(folder, PROMPTS, progress=False).model_info["dtype"] == "float32"
 
 
 # ---- bad input -------------------------------------------------------------------------
