@@ -128,3 +128,21 @@ def test_bad_options(tiny) -> None:
 def test_exported() -> None:
     assert "random_init_states" in tokendim_widgets.__all__
     assert tokendim_widgets.random_init_states is random_init_states
+
+
+def test_initialised_in_float32_whatever_dtype_the_config_names(tiny) -> None:
+    import copy
+
+    from tokendim_widgets.models import init_from_config
+
+    model, _ = tiny("llama")
+    config = copy.deepcopy(model.config)
+    config.dtype = torch.bfloat16  # as a hub config.json often says
+    auto = init_from_config(config, seed=0, task="causal")
+    direct = init_from_config(config, seed=0, model_class=type(model))
+    assert next(auto.parameters()).dtype == torch.float32
+    for (name, a), b in zip(auto.state_dict().items(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name  # the fixture's seed-0 float32 model
+    assert all(
+        torch.equal(a, b) for a, b in zip(auto.parameters(), direct.parameters(), strict=True)
+    )

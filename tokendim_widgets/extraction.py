@@ -1174,21 +1174,19 @@ def random_init_model(
     """
     import copy
 
-    import torch
-
-    from .models import detect_task, load_config, random_init_identity, remember_identity
+    from .models import (
+        detect_task,
+        init_from_config,
+        load_config,
+        random_init_identity,
+        remember_identity,
+    )
 
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise TokendimError(f"seed must be an int, got {seed!r}.")
     if isinstance(model, str | os.PathLike):
-        from transformers import AutoModel, AutoModelForCausalLM
-
         config, tokenizer, _, task = load_config(model)
-        loader = AutoModelForCausalLM if task == "causal" else AutoModel
-
-        def build() -> Any:
-            return loader.from_config(config)
-
+        fresh = init_from_config(config, seed=int(seed), task=task)
         target = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, target)
         base = _base_identity(model)
@@ -1197,16 +1195,9 @@ def random_init_model(
         trained, tokenizer = model[0], model[1]
         config = copy.deepcopy(trained.config)
         task = base.get("task") or detect_task(config)
-
-        def build() -> Any:
-            return type(trained)(config)
-
+        fresh = init_from_config(config, seed=int(seed), model_class=type(trained))
         target, torch_dtype = placed_dtype(trained, device, dtype)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        fresh = build()
     fresh.to(target, torch_dtype)
-    fresh.eval()
     remember_identity(fresh, {**random_init_identity(base, int(seed)), "task": task})
     return fresh, tokenizer
 

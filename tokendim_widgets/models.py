@@ -865,3 +865,45 @@ def random_init_identity(base: Mapping[str, Any], seed: int) -> dict[str, Any]:
         "base": dict(base),
         "versions": versions,
     }
+
+
+def init_from_config(
+    config: Any, *, seed: int, task: Task | None = None, model_class: Any = None
+) -> Any:
+    """A model of ``config``'s architecture with freshly initialised, seeded weights.
+
+    The model's own initialisation runs under ``torch.manual_seed(seed)``, in float32 on the
+    CPU whatever dtype the config names, so that a seed gives the same weights everywhere;
+    the caller's random state is restored.
+
+    Parameters
+    ----------
+    config : transformers config
+        The architecture.
+    seed : int
+        Seed of the initialisation.
+    task : {"causal", "encoder"}, optional
+        Default: :func:`detect_task` of the config.
+    model_class : type, optional
+        The model class (default: the causal-LM class for causal models, else the base
+        model class, as :func:`load_model` picks).
+
+    Returns
+    -------
+    torch.nn.Module
+        On the CPU, in float32 and evaluation mode.
+    """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        if model_class is not None:
+            model = model_class(config)
+        else:
+            from transformers import AutoModel, AutoModelForCausalLM
+
+            task = task or detect_task(config)
+            loader = AutoModelForCausalLM if task == "causal" else AutoModel
+            model = loader.from_config(config, **{_dtype_kwarg(): torch.float32})
+    model.float()
+    return model.eval()
