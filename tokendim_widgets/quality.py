@@ -6,7 +6,7 @@ tokenisation, right padding and token-budget batching as :func:`~tokendim_widget
 
 Loss per token depends on the tokenizer (a model with longer tokens predicts fewer, harder
 ones), so models with different vocabularies are compared in bits per byte (Gao et al. 2020,
-"The Pile", arXiv:2101.00027, section 5): the total loss of the scored tokens in bits over the
+"The Pile", arXiv:2101.00027): the total loss of the scored tokens in bits over the
 number of UTF-8 bytes of the text those tokens spell.
 """
 
