@@ -1264,11 +1264,10 @@ def random_init_states(
     store = Store(options.get("cache_dir")) if options.get("cache", True) else None
     index_key = None
     if store is not None:
-        from .models import random_init_identity, resolve_model
+        from .models import random_init_identity
 
         identity = random_init_identity(_base_identity(model), int(seed))
         if isinstance(model, str | os.PathLike):
-            resolve_model(model)
             key_dtype = resolve_dtype(dtype, resolve_device(device))
         else:
             key_dtype = placed_dtype(model[0], device, dtype)[1]
