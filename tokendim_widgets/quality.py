@@ -178,7 +178,7 @@ def model_quality(
     Examples
     --------
     >>> model_quality("smollm2-135m", "narrative")  # doctest: +SKIP
-    {'loss': 2.9..., 'perplexity': 19..., 'n_tokens': 1390, 'bits_per_byte': 1.0..., ...}
+    {'loss': 2.9..., 'perplexity': 19..., 'n_tokens': 1390, 'bits_per_byte': 1.1..., ...}
     """
     import torch
     import torch.nn.functional as F
