@@ -225,3 +225,24 @@ def test_layers_on_too_few_points_are_flagged_in_curves_and_metrics():
     m = summarize(curve, peak_from=0)
     assert m["unsupported_layers"] == 1
     assert "too few points" in format_metrics(compare({"c": curve}, peak_from=0))
+
+
+def test_null_curve_of_a_reinitialised_tiny_model(tiny_dir):
+    import tokendim_widgets as td
+
+    texts = [
+        "The quick brown fox jumps over the lazy dog.",
+        "SELECT name FROM users WHERE age > 30;",
+        "She opened the door, looked outside and smiled at the rain.",
+    ] * 10
+    model = tiny_dir("llama")
+    states = td.extract(model, texts, progress=False)
+    curves = null_curves(states, "twonn", controls=["random_init"], model=model, warn=False)
+    null = curves["random_init"]
+    assert null.attrs["control"] == "random_init"
+    assert "random init, seed 0" in null.attrs["model"]
+    assert len(null) == states.n_layers
+    real = id_curve(states, "twonn", warn=False)
+    assert not np.allclose(null["dimension"], real["dimension"])  # other weights, other clouds
+    again = null_curves(states, "twonn", controls=["random_init"], model=model, warn=False)
+    pd.testing.assert_frame_equal(again["random_init"], null)  # seeded (and cached)
