@@ -124,7 +124,7 @@ def main() -> None:
 
     # Layer change with the projection cached: wait for the background fill to reach it.
     other = args.layer + 1
-    key = (id(states), other, "umap", True)
+    key = (states.uid, other, "umap", True)
     deadline = time.perf_counter() + 600
     while key not in session._projections and time.perf_counter() < deadline:
         time.sleep(0.2)

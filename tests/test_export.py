@@ -58,7 +58,7 @@ def _settle(session: Session, timeout: float = 60.0) -> None:
     """Wait until the background fill has projected every layer (it is fast on tiny data)."""
     states = session.hidden_states
     deadline = time.monotonic() + timeout
-    keys = [(id(states), layer, "pca", session.drop_first) for layer in range(states.n_layers)]
+    keys = [(states.uid, layer, "pca", session.drop_first) for layer in range(states.n_layers)]
     while not all(key in session._projections for key in keys):
         assert time.monotonic() < deadline, "the session never projected every layer"
         time.sleep(0.05)
@@ -209,7 +209,7 @@ def test_missing_layer_projections_are_computed_aligned_and_cached(tmp_path):
         s.cancel()  # stop the background fill: the export must do the rest itself
         s.wait(30, raise_error=False)
         for layer in (0, 2):
-            s._projections.pop((id(states), layer, "pca", True), None)
+            s._projections.pop((states.uid, layer, "pca", True), None)
         cached = layer_projections(s, compute_missing=False)
         assert cached[0] is None and cached[2] is None and cached[1] is not None
         calls: list[tuple[int, int]] = []
@@ -219,7 +219,7 @@ def test_missing_layer_projections_are_computed_aligned_and_cached(tmp_path):
         for layer in (0, 2):
             kind, xy = result[layer]
             assert kind == "pca"
-            assert (id(states), layer, "pca", True) in s._projections
+            assert (states.uid, layer, "pca", True) in s._projections
             # The layout is the layer's PCA moved by a similarity (aligned to layer 1's picture).
             own = proj.pca_2d(states.layer(layer)[rows])
             np.testing.assert_allclose(proj.align_to(xy[rows], own), own, atol=1e-3)
@@ -297,7 +297,7 @@ def test_page_size_for_7000_tokens_and_31_layers(tmp_path):
         s.layer = 10
         for layer in range(n_layers):
             xy = rng.normal(size=(n, 2)).astype(np.float32)
-            s._projections.put((id(states), layer, "pca", True), xy)
+            s._projections.put((states.uid, layer, "pca", True), xy)
         size = export_html(s, tmp_path / "big.html", progress=False).stat().st_size
     finally:
         s.close()
@@ -362,7 +362,7 @@ def _check_tables(session: Session, tables: dict[str, pd.DataFrame]) -> None:
     projections = tables["projections"]
     assert set(projections["kind"]) == {"pca"}
     for layer in range(states.n_layers):
-        xy = session._projections[(id(states), layer, "pca", True)]
+        xy = session._projections[(states.uid, layer, "pca", True)]
         rows = np.flatnonzero(np.isfinite(xy).all(axis=1))
         part = projections[projections["layer"] == layer]
         assert part["row"].tolist() == rows.tolist()

@@ -52,7 +52,7 @@ def test_umap_replaces_the_pca_preview_and_follows_the_layer():
         assert np.isfinite(session.projection[~first]).all()
         # Once the background fill has projected layer 2, selecting it is immediate.
         for _ in range(600):
-            if (id(states), 2, "umap", True) in session._projections:
+            if (states.uid, 2, "umap", True) in session._projections:
                 break
             threading_wait(0.1)
         session.layer = 2

@@ -199,8 +199,8 @@ def layer_projections(
     cache = getattr(session, "_projections", None)
     n_layers = states.n_layers
 
-    def key(layer: int) -> tuple[int, int, str, bool]:
-        return (id(states), layer, kind, drop_first)
+    def key(layer: int) -> tuple[str, int, str, bool]:
+        return (states.uid, layer, kind, drop_first)
 
     layouts: dict[int, np.ndarray] = {}
     if cache is not None:
@@ -247,7 +247,7 @@ def layer_projections(
 def _graphs_of(session: Session, states: Any) -> Any:
     """The session's kNN graph cache for these states (its graphs are reused), if any."""
     graphs = getattr(session, "_graphs", None)
-    found = dict.get(graphs, id(states)) if graphs is not None else None
+    found = dict.get(graphs, states.uid) if graphs is not None else None
     return found if found is not None and found.hidden_states is states else None
 
 
@@ -685,7 +685,7 @@ def projections_table(source: Any, *, all_layers: bool = False) -> pd.DataFrame:
     seen = {(layer, kind) for layer, kind, _ in entries}
     drop_first = bool(session.drop_first)
     for (states_id, layer, kind, dropped), value in _cache_items(session):
-        if states_id == id(states) and dropped == drop_first and (layer, kind) not in seen:
+        if states_id == states.uid and dropped == drop_first and (layer, kind) not in seen:
             entries.append((int(layer), str(kind), np.asarray(value)))
             seen.add((layer, kind))
     entries.sort(key=lambda e: (e[1], e[0]))

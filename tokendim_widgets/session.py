@@ -549,10 +549,10 @@ class Session(t.HasTraits):
         return self._loaded[1]
 
     def _graph_cache(self, states: HiddenStates) -> GraphCache:
-        graphs = self._graphs.get_fresh(id(states))
+        graphs = self._graphs.get_fresh(states.uid)
         if graphs is None or graphs.hidden_states is not states:
             graphs = GraphCache(states, device=self.device, staged=STAGED_GRAPHS)
-            self._graphs.put(id(states), graphs)
+            self._graphs.put(states.uid, graphs)
         return graphs
 
     def _estimator(self, name: str, snap: dict[str, Any]) -> Any:
@@ -712,7 +712,7 @@ class Session(t.HasTraits):
         layer: int,
         kind: str,
     ) -> np.ndarray:
-        key = (id(states), layer, kind, snap["drop_first"])
+        key = (states.uid, layer, kind, snap["drop_first"])
         cached = self._projections.get_fresh(key)
         if cached is not None:
             return np.asarray(cached)
@@ -731,7 +731,7 @@ class Session(t.HasTraits):
                 # Start from the PCA preview on screen, so the preview morphs into the UMAP
                 # layout in the same frame instead of jumping.
                 preview = self._projections.get_fresh(
-                    (id(states), layer, "pca", snap["drop_first"])
+                    (states.uid, layer, "pca", snap["drop_first"])
                 )
                 init = None if preview is None else np.asarray(preview)[rows]
             Y = proj.umap_2d(X, knn=graph, init="pca" if init is None else init)
@@ -747,7 +747,7 @@ class Session(t.HasTraits):
         from it, so scrubbing through layers reads as motion rather than as re-layouts."""
         for offset in range(1, states.n_layers):
             for other in (layer - offset, layer + offset):
-                cached = self._projections.get_fresh((id(states), other, kind, drop_first))
+                cached = self._projections.get_fresh((states.uid, other, kind, drop_first))
                 if cached is not None:
                     return np.asarray(cached)[rows]
         return None
@@ -760,7 +760,7 @@ class Session(t.HasTraits):
                 return False
             for kind in ("umap", "pca") if self.projection_method == "umap" else ("pca",):
                 cached = self._projections.get_fresh(
-                    (id(states), self.layer, kind, self.drop_first)
+                    (states.uid, self.layer, kind, self.drop_first)
                 )
                 if cached is not None:
                     self._set(projection=cached, projection_kind=kind, projection_layer=self.layer)
