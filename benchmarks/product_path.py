@@ -10,7 +10,8 @@ when its package is installed). Times are seconds from the request to each thing
   first ID curve (all layers, with its intervals), the local-ID matrix, the first UMAP, every
   layer projected;
 * from a finished session: each estimator's curve (an estimator change) and a ``k`` change;
-* per layer: min / median / max of the default curve's time per layer (graph and fit).
+* per layer: min / median / max of the default curve's time per layer (graph and fit);
+* the cost of the default interval (resampling prompts) against the curve without one.
 
 The session's staged graphs (the first curve searches only the neighbours its estimator
 needs) are compared with one deep graph per layer (the previous behaviour), in the same run.
@@ -119,6 +120,33 @@ def child_layers(model: str) -> dict[str, Any]:
     return per_layer
 
 
+def child_intervals(model: str) -> dict[str, Any]:
+    """Cost of the default (prompt-resampling) interval against the curve without one."""
+    import tokendim_widgets as td
+    from tokendim_widgets.graphs import GraphCache
+
+    states = td.extract(model, PROMPTS, progress=False)
+    out: dict[str, Any] = {}
+    for name in ESTIMATORS:
+        graphs = GraphCache(states, staged=True)
+        t0 = time.perf_counter()
+        td.id_curve(states, (name, {"interval": "analytic"}), graphs=graphs, warn=False)
+        total = time.perf_counter() - t0  # graphs + fits, analytic intervals
+        t0 = time.perf_counter()
+        td.id_curve(states, (name, {"interval": "analytic"}), graphs=graphs, warn=False)
+        analytic = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        curve = td.id_curve(states, name, graphs=graphs, warn=False)
+        default = time.perf_counter() - t0
+        out[name] = {
+            "curve_without_interval": total,
+            "fits_analytic": analytic,
+            "fits_default": default,
+            "method": str(curve["interval_method"].iloc[0]),
+        }
+    return out
+
+
 def run_child(kind: str, model: str, env: dict[str, str], *extra: str) -> Any:
     out = subprocess.run(
         [sys.executable, __file__, "--child", kind, "--model", model, *extra],
@@ -148,6 +176,8 @@ def main() -> None:
             result = child_extract(args.model)
         elif args.child == "session":
             result = child_session(args.model, args.staged == "1")
+        elif args.child == "intervals":
+            result = child_intervals(args.model)
         else:
             result = child_layers(args.model)
         print(json.dumps(result))
@@ -183,6 +213,19 @@ def main() -> None:
         for key, value in staged.items():
             if key.startswith(("estimator", "k ")):
                 print(f"{key:28s} {value:8.2f} s")
+        costs = run_child("intervals", model, env)
+        print("\ncost of the default interval, all layers (graphs warm for the two fit columns)")
+        print(
+            f"{'estimator':12s} {'curve, no CI':>12s} {'fits, analytic':>14s} "
+            f"{'fits, default':>13s} {'cost':>6s}  method"
+        )
+        for name, c in costs.items():
+            extra = c["fits_default"] - c["fits_analytic"]
+            print(
+                f"{name:12s} {c['curve_without_interval']:12.2f} {c['fits_analytic']:14.2f} "
+                f"{c['fits_default']:13.2f} {extra / c['curve_without_interval']:6.1%}  "
+                f"{c['method']}"
+            )
         layers = run_child("layers", model, env)
         print("\nper layer, fresh staged graphs (graph + fit), seconds")
         print(f"{'estimator':12s} {'min':>6s} {'median':>7s} {'max':>6s} {'all layers':>10s}")
