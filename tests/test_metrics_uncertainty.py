@@ -237,12 +237,13 @@ def test_null_curve_of_a_reinitialised_tiny_model(tiny_dir):
     ] * 10
     model = tiny_dir("llama")
     states = td.extract(model, texts, progress=False)
-    curves = null_curves(states, "twonn", controls=["random_init"], model=model, warn=False)
+    # The tiny model itself is a seed-0 initialisation: its control takes another seed.
+    curves = null_curves(states, "twonn", controls=["random_init"], model=model, seed=7, warn=False)
     null = curves["random_init"]
     assert null.attrs["control"] == "random_init"
-    assert "random init, seed 0" in null.attrs["model"]
+    assert "random init, seed 7" in null.attrs["model"]
     assert len(null) == states.n_layers
     real = id_curve(states, "twonn", warn=False)
     assert not np.allclose(null["dimension"], real["dimension"])  # other weights, other clouds
-    again = null_curves(states, "twonn", controls=["random_init"], model=model, warn=False)
+    again = null_curves(states, "twonn", controls=["random_init"], model=model, seed=7, warn=False)
     pd.testing.assert_frame_equal(again["random_init"], null)  # seeded (and cached)

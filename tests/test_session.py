@@ -69,7 +69,7 @@ def test_cached_layer_change_is_published_at_once(session):
     # Published synchronously, in this thread: no wait() needed.
     assert session.projection_layer == 0
     assert session.projection is session._projections.get_fresh(
-        (id(session.hidden_states), 0, "pca", True)
+        (session.hidden_states.uid, 0, "pca", True)
     )
 
 

@@ -184,11 +184,17 @@ def _group_labels(hidden_states: HiddenStates, rows: np.ndarray, groups: Any) ->
 
 
 def _subsample_distinct(
-    X: np.ndarray, rows: np.ndarray, n: int, rtol: float, seed: int, layer: int
+    X: np.ndarray, rows: np.ndarray, n: int, rtol: float, seed: int, layer: int, kind: str
 ) -> np.ndarray:
-    """Positions in ``rows`` of a seeded sample holding exactly ``n`` distinct points."""
+    """Positions in ``rows`` of a seeded sample holding exactly ``n`` distinct points.
+
+    The embedding layer (a lookup table: repeated tokens coincide) keeps all its distinct
+    points when it has fewer than ``n``; any other layer with fewer is an error.
+    """
     keep, inverse = deduplicate(X, rtol=rtol)
-    if n > len(keep):
+    if n >= len(keep):
+        if n == len(keep) or kind == "embedding":
+            return np.arange(len(rows))
         raise TokendimError(
             f"n={n} distinct points were asked for, but layer {layer} has only {len(keep)} "
             f"({len(rows)} tokens). Use n <= {len(keep)}."
@@ -216,7 +222,8 @@ def _fit_layer(
         return _fit_rows(estimator, X, graph, labels_of(rows))
     X = graphs.points(layer, rows, spec.metric)
     rtol = graphs.rtol_for(X)
-    picked = _subsample_distinct(X, rows, n, rtol, seed, layer)
+    kind = graphs.hidden_states.layer_kinds[layer]
+    picked = _subsample_distinct(X, rows, n, rtol, seed, layer, kind)
     sub = X[picked]
     graph = build_capped(sub, estimator.required_neighbors, device=graphs.device, rtol=rtol)
     return _fit_rows(estimator, sub, graph, labels_of(rows[picked]))
@@ -261,7 +268,8 @@ def id_curve(
         one prompt are not independent). ``None`` leaves the choice to the estimator.
     n : int, optional
         Estimate every layer on a seeded sample of exactly ``n`` distinct points, so that
-        layers (and models) are compared at one sample size.
+        layers (and models) are compared at one sample size. The embedding layer keeps all
+        its distinct points when it has fewer (repeated tokens coincide there).
     metric : {"euclidean", "cosine"}, default "euclidean"
         Geometry of the cloud; cosine normalises every row to unit length.
     drop_outliers : bool, default False
@@ -762,7 +770,8 @@ def compare(
         :func:`id_curve`).
     match_n : int or "min", optional
         Estimate every layer of every model on the same number of distinct points (an int,
-        or ``"min"``: the smallest number any layer of any model has). Needs hidden states.
+        or ``"min"``: the smallest number any layer but the embeddings has, over all models).
+        Needs hidden states.
     confidence : float, default 0.95
         Level of the metrics' intervals.
 
@@ -891,9 +900,15 @@ def _as_curves(
 
 
 def _min_distinct(hidden_states: HiddenStates, spec: CloudSpec) -> int:
+    """Fewest distinct points of any layer but the embeddings (see :func:`id_curve`'s ``n``)."""
     graphs = GraphCache(hidden_states)
+    layers = [
+        layer
+        for layer in range(hidden_states.n_layers)
+        if hidden_states.layer_kinds[layer] != "embedding"
+    ] or list(range(hidden_states.n_layers))
     smallest = None
-    for layer in range(hidden_states.n_layers):
+    for layer in layers:
         rows = graphs.rows(layer, spec, 0)
         X = graphs.points(layer, rows, spec.metric)
         keep, _ = deduplicate(X, rtol=graphs.rtol_for(X))
