@@ -270,7 +270,7 @@ export class CurveView implements View {
     this.axisLabels(this.g.yAxis, layout.yTicks.map((t) => ({ x: plot.x0 - 6, y: t.px + 4, text: t.label, anchor: "end" })), pal.muted);
     this.axisLabels(
       this.g.xAxis,
-      layout.xTicks.map((t) => ({ x: t.px, y: plot.y1 + 16 + (layout.strip ? layout.strip.height + 4 : 0), text: t.label, anchor: "middle" })),
+      layout.xTicks.map((t) => ({ x: t.px, y: plot.y1 + 16 + (layout.strip ? layout.strip.height + 8 : 0), text: t.label, anchor: "middle" })),
       pal.muted,
     );
     setAttrs(this.xLabel, { x: (plot.x0 + plot.x1) / 2, y: height - 6, fill: pal.fg });

@@ -254,7 +254,7 @@ export function layoutCurves(curves: CurveSpec[], options: LayoutOptions): Curve
   }
   // The strip of peak probabilities: the first visible curve that has them.
   const stripSeries = curves.findIndex((c, i) => !isHidden[i] && c.kind !== "control" && c.peak_probability.some((p) => p > 0));
-  const stripSpace = stripSeries >= 0 ? STRIP_HEIGHT + 4 : 0;
+  const stripSpace = stripSeries >= 0 ? STRIP_HEIGHT + 8 : 0;
   const margin: Margin = { top: 14 + legendRows * LEGEND_ROW, right: 16, bottom: 40 + stripSpace, left: 52 };
   const plot = { x0: margin.left, x1: width - margin.right, y0: margin.top, y1: height - margin.bottom };
 
@@ -346,7 +346,7 @@ export function layoutCurves(curves: CurveSpec[], options: LayoutOptions): Curve
       if (!Number.isFinite(layer)) return;
       cells.push({ layer, x: x(layer) - half * 0.9, width: Math.max(1, half * 1.8), probability: Number.isFinite(p) ? Math.max(0, Math.min(1, p)) : 0 });
     });
-    strip = { series: stripSeries, y: plot.y1 + 3, height: STRIP_HEIGHT, cells };
+    strip = { series: stripSeries, y: plot.y1 + 7, height: STRIP_HEIGHT, cells };
   }
   return {
     width, height, margin, plot, x, y, xTicks, yTicks, series, layers, layerX, legend, peakLabels,
