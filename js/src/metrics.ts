@@ -144,9 +144,14 @@ export class MetricsView implements View {
       const sub = h(doc, "div", "tdw-card-sub");
       sub.textContent = [row.model, row.estimator].filter((v) => typeof v === "string" && v.length > 0).join(" · ");
       const dl = h(doc, "dl");
+      let intervals = false;
       for (const c of essential) {
         const dt = h(doc, "dt");
-        dt.textContent = c.label;
+        // Short labels in the narrow card; the interval level is said once, below.
+        const short = c.label.replace(/\s*\[95% CI\]\s*$/, "");
+        intervals ||= short !== c.label;
+        dt.textContent = short.replace(/^Working-space dim\.$/, "Working dim.");
+        dt.title = c.label;
         const dd = h(doc, "dd");
         dd.dataset.key = c.key;
         const text = formatWithSpec(row[c.key], c.format);
@@ -161,6 +166,11 @@ export class MetricsView implements View {
       const color = colors.get(label);
       if (color) card.style.borderLeftColor = color;
       card.append(title, sub, dl);
+      if (intervals) {
+        const foot = h(doc, "div", "tdw-card-sub");
+        foot.textContent = "value [95% interval]";
+        card.appendChild(foot);
+      }
     });
   }
 

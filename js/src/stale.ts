@@ -14,7 +14,8 @@ export function staleText(model: WidgetModel): string {
 
 /**
  * Marks `view` (a `.tdw-view` element) stale when the `error` trait becomes non-empty while the
- * view shows data, and fresh again when one of `dataTraits` changes. Returns the cleanup.
+ * view shows data, and fresh again when one of `dataTraits` changes or a run ends with status
+ * "done" and no error. Returns the cleanup.
  */
 export function markStale(
   model: WidgetModel,
@@ -37,6 +38,11 @@ export function markStale(
   };
   subs.traits(["error"], onError);
   subs.traits(dataTraits, () => set(false));
+  // A run that finishes without error has made every result current, even one whose data did
+  // not change (the same curve from the cache is not sent again).
+  subs.traits(["status"], () => {
+    if (getString(model, "status") === "done" && getString(model, "error").length === 0) set(false);
+  });
   set(false);
   onError();
   return () => {

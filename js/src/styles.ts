@@ -132,10 +132,10 @@ export const CSS = `
 .tdw-root .tdw-card { border: 1px solid var(--tdw-border); border-left: 4px solid var(--tdw-accent); border-radius: 4px; padding: 6px 8px; min-width: 0; }
 .tdw-root .tdw-card-title { font-weight: 600; overflow-wrap: anywhere; }
 .tdw-root .tdw-card-sub { font-size: 11px; color: var(--tdw-muted); overflow-wrap: anywhere; }
-.tdw-root .tdw-card dl { display: grid; grid-template-columns: auto 1fr; gap: 2px 10px; margin: 6px 0 0; font-size: 12px; }
+.tdw-root .tdw-card dl { display: grid; grid-template-columns: minmax(0, max-content) minmax(0, 1fr); gap: 2px 10px; margin: 6px 0 4px; font-size: 12px; }
 .tdw-root .tdw-card dt { color: var(--tdw-muted); }
 .tdw-root .tdw-card dd { margin: 0; font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
-.tdw-root .tdw-verdict { display: inline-block; font-size: 11px; padding: 0 6px; border-radius: 8px; border: 1px solid var(--tdw-border); white-space: nowrap; }
+.tdw-root .tdw-verdict { display: inline-block; max-width: 100%; font-size: 11px; padding: 0 6px; border-radius: 8px; border: 1px solid var(--tdw-border); overflow-wrap: anywhere; }
 .tdw-root .tdw-verdict[data-verdict="expansion-contraction"] { color: var(--tdw-accent); border-color: var(--tdw-accent); }
 .tdw-root .tdw-metrics-more { margin-top: 6px; font-size: 12px; }
 .tdw-root .tdw-metrics-more summary { cursor: pointer; color: var(--tdw-muted); }

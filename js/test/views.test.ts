@@ -421,6 +421,10 @@ describe("metrics layout", () => {
     expect(cards[1].querySelector(".tdw-card-title")?.textContent).toBe("mle");
     expect(cards[0].querySelector("dd[data-key=working_dimension]")?.textContent).toBe("9.94 [8.70, 11.2]");
     expect(cards[0].querySelector(".tdw-verdict")?.textContent).toBe("expansion-contraction");
+    expect(Array.from(cards[0].querySelectorAll("dt")).map((d) => d.textContent)).toEqual([
+      "Shape", "Working dim.", "Peak layer (p)", "Final dim.", "Contraction",
+    ]);
+    expect(cards[0].textContent).toContain("value [95% interval]");
     expect(r.root.querySelector<HTMLElement>(".tdw-table-wrap")!.hidden).toBe(true);
     (r.view as MetricsView).layoutFor(900);
     expect(view.dataset.layout).toBe("table");
@@ -445,6 +449,11 @@ describe("stale results", () => {
     expect(curve.dataset.stale).toBe("0");
     expect(heatmap.dataset.stale).toBe("1");
     expect(r.root.querySelectorAll("b")).toHaveLength(0);
+    model.set("status", "estimating");
+    expect(heatmap.dataset.stale).toBe("1");
+    model.set("status", "done"); // a successful run: everything shown is current again
+    expect(heatmap.dataset.stale).toBe("0");
+    expect(metrics.dataset.stale).toBe("0");
   });
 
   it("does not mark an empty view stale", () => {
