@@ -151,5 +151,5 @@ def watch_requests(page: Any) -> list[str]:
         "response",
         lambda r: problems.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None,
     )
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("pageerror", lambda e: problems.append(f"page error: {e} | {e.stack}"))
     return problems

@@ -25,6 +25,16 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = "document.querySelector('.tdw-root[data-view=\"explorer\"]')"
 EXPLORER = ".tdw-root[data-view='explorer']"
+# Problems of the host page itself, seen without our widget too, so not counted against it:
+HOST_PROBLEMS = {
+    # Notebook 7.6's own bundle throws this on opening any notebook (checked with a notebook of
+    # one print cell and no widget).
+    "notebook": [
+        r"^page error: Cannot read properties of undefined \(reading 'schema'\).*notebook_core"
+    ],
+    # Voila's page template links Font Awesome from a CDN; there is no network here.
+    "voila": [r"^failed https://cdn\.jsdelivr\.net/npm/@fortawesome/fontawesome-free"],
+}
 PATHS = {"lab": "/lab/tree/views.ipynb", "notebook": "/notebooks/views.ipynb", "voila": "/"}
 
 
@@ -82,6 +92,8 @@ def test_explorer_renders_and_links_a_layer_to_python(kind, browser, tmp_path, a
                 raise AssertionError(f"labels={labels} heatmap layer={layer}") from exc
             page.wait_for_selector(f".tdw-view[data-view='heatmap'][data-layer='{target}']")
             page.wait_for_timeout(300)
-            assert problems == [], problems
+            host = [re.compile(p, re.S) for p in HOST_PROBLEMS.get(kind, [])]
+            ours = [p for p in problems if not any(h.search(p) for h in host)]
+            assert ours == [], ours
         finally:
             page.close()
