@@ -74,6 +74,7 @@ export class MetricsView implements View {
   private readonly empty: HTMLDivElement;
   private readonly subs: Subscriptions;
   private narrow = false;
+  private laidOutWidth = 0;
 
   constructor(private readonly ctx: ViewContext) {
     const doc = ctx.doc;
@@ -98,16 +99,27 @@ export class MetricsView implements View {
     this.empty = h(doc, "div", "tdw-empty tdw-empty-inline");
     this.empty.textContent = "No metrics yet.";
     this.el.append(header, this.tableWrap, this.cards, this.more, this.empty);
-    this.subs.traits(["metrics", "metrics_columns"], () => this.update());
+    this.subs.traits(["metrics", "metrics_columns"], () => {
+      this.laidOutWidth = 0; // new rows may fit differently
+      this.layoutFor(this.el.clientWidth);
+      this.update();
+    });
     this.subs.add(observeSize(this.el, () => this.layoutFor(this.el.clientWidth)));
     this.subs.add(markStale(ctx.model, this.el, ["metrics"], () => getObjectList(ctx.model, "metrics").length > 0));
     this.update();
   }
 
-  /** Cards below CARD_WIDTH pixels, a table above (the size observer calls this). */
+  /**
+   * Cards below CARD_WIDTH pixels or when the compact table would not fit without scrolling
+   * (long labels, big numbers), the table otherwise. The size observer calls this.
+   */
   layoutFor(width: number): void {
-    if (width > 0 && width < CARD_WIDTH !== this.narrow) {
-      this.narrow = width < CARD_WIDTH;
+    if (width <= 0 || width === this.laidOutWidth) return;
+    this.laidOutWidth = width;
+    this.narrow = width < CARD_WIDTH;
+    this.update();
+    if (!this.narrow && this.tableWrap.scrollWidth > this.tableWrap.clientWidth + 1) {
+      this.narrow = true;
       this.update();
     }
   }
