@@ -344,7 +344,10 @@ export function layoutCurves(curves: CurveSpec[], options: LayoutOptions): Curve
     c.layers.forEach((layer, i) => {
       const p = c.peak_probability[i];
       if (!Number.isFinite(layer)) return;
-      cells.push({ layer, x: x(layer) - half * 0.9, width: Math.max(1, half * 1.8), probability: Number.isFinite(p) ? Math.max(0, Math.min(1, p)) : 0 });
+      // Kept inside the plot's x range, clear of the "p(peak)" label on the left.
+      const left = Math.max(plot.x0, x(layer) - half * 0.9);
+      const right = Math.min(plot.x1, x(layer) + half * 0.9);
+      cells.push({ layer, x: left, width: Math.max(1, right - left), probability: Number.isFinite(p) ? Math.max(0, Math.min(1, p)) : 0 });
     });
     strip = { series: stripSeries, y: plot.y1 + 7, height: STRIP_HEIGHT, cells };
   }

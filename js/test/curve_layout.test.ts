@@ -159,6 +159,10 @@ describe("peak labels", () => {
     expect(layout.embedding.x1).toBeGreaterThan(layout.embedding.x0);
     expect(layout.strip?.cells.map((c) => c.probability)).toEqual([0, 0.1, 0.6, 0.3, 0, 0]);
     expect(layout.strip!.y).toBeGreaterThan(layout.plot.y1);
+    for (const c of layout.strip!.cells) {
+      expect(c.x).toBeGreaterThanOrEqual(layout.plot.x0);
+      expect(c.x + c.width).toBeLessThanOrEqual(layout.plot.x1 + 1e-9);
+    }
     const without = layoutCurves(parseCurves([four[0]]), { width: 480, height: 300, layer: 0, nLayers: 6 });
     expect(without.strip).toBeNull();
     expect(without.plot.y1).toBeGreaterThan(layout.plot.y1);
