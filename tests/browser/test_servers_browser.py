@@ -35,7 +35,9 @@ HOST_PROBLEMS = {
     # Voila's page template links Font Awesome from a CDN; there is no network here.
     "voila": [r"^failed https://cdn\.jsdelivr\.net/npm/@fortawesome/fontawesome-free"],
 }
-PATHS = {"lab": "/lab/tree/views.ipynb", "notebook": "/notebooks/views.ipynb", "voila": "/"}
+# "?reset": a fresh JupyterLab workspace, not the one an earlier test left (it would reopen a
+# notebook of another folder: a 404 that is not the widget's).
+PATHS = {"lab": "/lab/tree/views.ipynb?reset", "notebook": "/notebooks/views.ipynb", "voila": "/"}
 
 
 def _run_notebook_7(page: Any) -> None:
@@ -64,10 +66,14 @@ def test_explorer_renders_and_links_a_layer_to_python(kind, browser, tmp_path, a
                 run_all(page)
             elif kind == "notebook":
                 _run_notebook_7(page)
-            page.wait_for_selector(
-                ".tdw-root[data-view='explorer'] .tdw-view[data-view='heatmap'][data-tokens='360']",
-                timeout=180_000,
-            )
+            try:
+                page.wait_for_selector(
+                    f"{EXPLORER} .tdw-view[data-view='heatmap'][data-tokens='360']",
+                    timeout=180_000,
+                )
+            except Exception:
+                page.screenshot(path=str(artifacts / f"server-{kind}-not-rendered.png"))
+                raise
             page.wait_for_selector(".tdw-view[data-view='curve'][data-curves='1']")
             explorer = page.locator(".tdw-root[data-view='explorer']")
             explorer.scroll_into_view_if_needed()

@@ -116,7 +116,7 @@ def test_views_a_scientist_needs(jupyter, browser, artifacts):
     write_notebook(jupyter["root"] / "views.ipynb", CELLS)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     problems = watch_requests(page)
-    page.goto(f"{jupyter['url']}/lab/tree/views.ipynb")
+    page.goto(f"{jupyter['url']}/lab/tree/views.ipynb?reset")
     run_all(page)
     try:
         wait_output(page, r"READY k=10 status=done", timeout=300)
