@@ -56,6 +56,77 @@ export function layerRange(localId: Float32Array, n: number, nLayers: number, la
   return lo <= hi ? [lo, hi] : [0, 1];
 }
 
+/** Colour-range modes of local ID (the `local_id_range_mode` trait). */
+export const RANGE_MODES = ["robust", "p5", "full"] as const;
+export type RangeMode = (typeof RANGE_MODES)[number];
+export const RANGE_MODE_LABELS: Record<RangeMode, string> = {
+  robust: "2–98th percentile",
+  p5: "5–95th percentile",
+  full: "min–max",
+};
+
+/**
+ * The q-th percentiles (0..100) of the finite values, by linear interpolation between order
+ * statistics (numpy's default); a strided sample of at most `maxSample` values for big arrays.
+ */
+export function percentiles(values: Float32Array, qs: number[], maxSample = 200_000): number[] {
+  let count = 0;
+  for (let i = 0; i < values.length; i++) if (Number.isFinite(values[i])) count++;
+  if (count === 0) return qs.map(() => NaN);
+  const stride = Math.max(1, Math.ceil(count / maxSample));
+  const sample = new Float32Array(Math.ceil(count / stride));
+  let k = 0;
+  let seen = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (!Number.isFinite(v)) continue;
+    if (seen++ % stride === 0) sample[k++] = v;
+  }
+  const sorted = sample.subarray(0, k).sort();
+  return qs.map((q) => {
+    const pos = (Math.min(100, Math.max(0, q)) / 100) * (sorted.length - 1);
+    const lo = Math.floor(pos);
+    const hi = Math.min(sorted.length - 1, lo + 1);
+    return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+  });
+}
+
+/**
+ * The colour range of local ID for a mode: "robust" is the range Python sent (2nd-98th
+ * percentile), else computed here; "p5" the 5th-95th percentile; "full" min-max.
+ */
+export function rangeForMode(mode: string, values: Float32Array, sent: [number, number] | null): [number, number] {
+  let lo = NaN;
+  let hi = NaN;
+  if (mode === "full") [lo, hi] = percentiles(values, [0, 100]);
+  else if (mode === "p5") [lo, hi] = percentiles(values, [5, 95]);
+  else if (sent) return sent;
+  else [lo, hi] = percentiles(values, [2, 98]);
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) return [0, 1];
+  return hi > lo ? [lo, hi] : [lo - 0.5, hi + 0.5];
+}
+
+/** Share of finite values below / above a range (the clipped tails a legend marks). */
+export function clippedShares(values: Float32Array, lo: number, hi: number): { below: number; above: number; missing: number } {
+  let below = 0;
+  let above = 0;
+  let finite = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (!Number.isFinite(v)) continue;
+    finite++;
+    if (v < lo) below++;
+    else if (v > hi) above++;
+  }
+  const n = Math.max(1, finite);
+  return { below: below / n, above: above / n, missing: values.length > 0 ? (values.length - finite) / values.length : 0 };
+}
+
+/** Legend end labels: "≤ 1.3" / "≥ 72" when that tail is clipped, else the plain value. */
+export function tailLabel(value: string, clipped: number, side: "lo" | "hi"): string {
+  return clipped > 0 ? `${side === "lo" ? "≤" : "≥"} ${value}` : value;
+}
+
 /** Parse the `local_id_range` trait; null when it is not two finite increasing numbers. */
 export function parseRange(value: unknown): [number, number] | null {
   if (!Array.isArray(value) || value.length < 2) return null;

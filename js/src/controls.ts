@@ -19,6 +19,31 @@ export function formatEta(seconds: number): string {
   return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")} min`;
 }
 
+/**
+ * Parse a typed positive integer ("17", " 17 "); an error message instead when it is not one.
+ * An empty field is allowed for `scale` (it means "the estimator's default").
+ */
+export function parsePositiveInt(text: string, allowEmpty: boolean): { value: number | null; error: string } {
+  const t = text.trim();
+  if (t === "") return allowEmpty ? { value: null, error: "" } : { value: null, error: "enter a whole number ≥ 1" };
+  if (!/^\d+$/.test(t)) return { value: null, error: "enter a whole number ≥ 1" };
+  const value = Number(t);
+  if (!Number.isSafeInteger(value) || value < 1) return { value: null, error: "enter a whole number ≥ 1" };
+  return { value, error: "" };
+}
+
+/**
+ * What the progress line says about time. An ETA belongs to the stage that reported it: it is
+ * shown only while that stage runs and while it is above half a second (a stage that never
+ * reports one, or a stale 0 from the previous stage, shows the time spent in the stage instead).
+ */
+export function timeText(busy: boolean, eta: number, etaStage: string, stage: string, elapsedSeconds: number): string {
+  if (!busy) return "";
+  if (etaStage === stage && Number.isFinite(eta) && eta >= 0.5) return `ETA ${formatEta(eta)}`;
+  if (elapsedSeconds >= 1) return `${formatEta(elapsedSeconds)} in this stage`;
+  return "";
+}
+
 /** Fill a select with choices, keeping the current value selectable even when not listed. */
 export function syncOptions(select: HTMLSelectElement, choices: string[], value: string): void {
   const list = value && !choices.includes(value) ? [...choices, value] : choices;
@@ -42,6 +67,13 @@ export class ControlsView implements View {
   private readonly k: HTMLInputElement;
   private readonly scale: HTMLInputElement;
   private readonly cloud: HTMLSelectElement;
+  private readonly gaussian: HTMLInputElement;
+  private readonly numberErrors: Record<"k" | "scale", HTMLSpanElement>;
+  /** Numeric fields with a typed, uncommitted value: never overwritten by a trait update. */
+  private readonly dirty = new Set<HTMLInputElement>();
+  private etaStage = "";
+  private stage = "";
+  private stageStart = 0;
   private readonly run: HTMLButtonElement;
   private readonly cancel: HTMLButtonElement;
   private readonly textarea: HTMLTextAreaElement;
@@ -93,6 +125,17 @@ export class ControlsView implements View {
     this.k = h(doc, "input", "tdw-input tdw-input-num", { type: "number", min: "1", step: "1", "aria-label": "k" });
     this.scale = h(doc, "input", "tdw-input tdw-input-num", { type: "number", min: "1", step: "1", "aria-label": "scale" });
     this.cloud = h(doc, "select", "tdw-select", { "aria-label": "Cloud" });
+    this.gaussian = h(doc, "input", "", { type: "checkbox" });
+    const gaussianLabel = h(doc, "label", "tdw-check", {
+      title: "Also draw the curve of Gaussian points of the same size and spread (a null control, dashed)",
+    });
+    const gaussianText = h(doc, "span");
+    gaussianText.textContent = "Gaussian control";
+    gaussianLabel.append(this.gaussian, gaussianText);
+    this.numberErrors = {
+      k: h(doc, "span", "tdw-field-error", { role: "status" }),
+      scale: h(doc, "span", "tdw-field-error", { role: "status" }),
+    };
     this.run = button(doc, "Run", "Run the analysis with these settings", "tdw-btn tdw-btn-primary");
     this.cancel = button(doc, "Cancel", "Cancel the running analysis", "tdw-btn");
     const actions = h(doc, "div", "tdw-actions");
@@ -101,9 +144,9 @@ export class ControlsView implements View {
       field("Model", this.modelInput, this.modelList),
       field("Prompts", this.promptSelect, shuffledLabel),
       field("Estimator", this.estimator),
-      field("k", this.k),
-      field("Scale", this.scale),
-      field("Cloud", this.cloud),
+      field("k", this.k, this.numberErrors.k),
+      field("Scale", this.scale, this.numberErrors.scale),
+      field("Cloud", this.cloud, gaussianLabel),
       actions,
     );
 
@@ -152,18 +195,39 @@ export class ControlsView implements View {
     this.subs.dom(this.shuffled, "change", () => setAndSave("shuffled", this.shuffled.checked));
     this.subs.dom(this.estimator, "change", () => setAndSave("estimator", this.estimator.value));
     this.subs.dom(this.cloud, "change", () => setAndSave("cloud", this.cloud.value));
+    this.subs.dom(this.gaussian, "change", () => {
+      const others = getStringList(model, "controls").filter((c) => c !== "gaussian");
+      setAndSave("controls", this.gaussian.checked ? [...others, "gaussian"] : others);
+    });
     for (const [input, name] of [
       [this.k, "k"],
       [this.scale, "scale"],
     ] as const) {
-      this.subs.dom(input, "change", () => {
-        const value = Number(input.value);
-        if (Number.isInteger(value) && value >= 1) setAndSave(name, value);
-        else input.value = String(getInt(model, name, 1));
+      // Typing marks the field dirty (kept through other trait updates); Enter and blur commit.
+      this.subs.dom(input, "input", () => {
+        this.dirty.add(input);
+        this.showNumberError(name, parsePositiveInt(input.value, name === "scale").error);
       });
+      this.subs.dom(input, "keydown", (event: KeyboardEvent) => {
+        // The notebook must not see Enter / Escape (it would run the cell or leave edit mode).
+        if (event.key === "Enter") {
+          event.preventDefault();
+          event.stopPropagation();
+          this.commitNumber(input, name);
+        } else if (event.key === "Escape") {
+          event.stopPropagation();
+          this.dirty.delete(input);
+          this.showNumberError(name, "");
+          this.updateEstimator();
+        }
+      });
+      this.subs.dom(input, "change", () => this.commitNumber(input, name));
+      this.subs.dom(input, "blur", () => this.commitNumber(input, name));
     }
     this.subs.dom(this.run, "click", () => {
-      // Commit a model name typed without pressing enter.
+      // Commit what was typed without pressing enter.
+      this.commitNumber(this.k, "k");
+      this.commitNumber(this.scale, "scale");
       const typed = this.modelInput.value.trim();
       if (typed !== getString(model, "model_ref")) setAndSave("model_ref", typed);
       model.send({ type: "run" });
@@ -188,7 +252,14 @@ export class ControlsView implements View {
     // Traits -> inputs.
     this.subs.traits(["model_ref", "model_choices"], () => this.updateModel());
     this.subs.traits(["prompt_set", "prompt_choices", "shuffled"], () => this.updatePrompts());
-    this.subs.traits(["estimator", "estimator_choices", "k", "scale", "cloud", "cloud_choices"], () => this.updateEstimator());
+    this.subs.traits(["estimator", "estimator_choices", "k", "scale", "cloud", "cloud_choices", "controls"], () =>
+      this.updateEstimator(),
+    );
+    this.etaStage = getString(model, "status");
+    // An ETA belongs to the stage that was running when it arrived.
+    this.subs.traits(["eta_seconds"], () => {
+      this.etaStage = getString(model, "status");
+    });
     this.subs.traits(["status", "progress", "tokens_per_second", "eta_seconds", "busy"], () => this.updateStatus());
     this.subs.traits(["error"], () => this.updateError());
     this.updateModel();
@@ -196,6 +267,36 @@ export class ControlsView implements View {
     this.updateEstimator();
     this.updateStatus();
     this.updateError();
+    const win = doc.defaultView;
+    if (win) {
+      const clock = win.setInterval(() => {
+        if (getBool(model, "busy")) this.updateStatus();
+      }, 1000);
+      this.subs.add(() => win.clearInterval(clock));
+    }
+  }
+
+  private showNumberError(name: "k" | "scale", message: string): void {
+    const input = name === "k" ? this.k : this.scale;
+    this.numberErrors[name].textContent = message;
+    input.classList.toggle("tdw-invalid", message.length > 0);
+    if (message) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  }
+
+  /** Commit a typed number: set and save the trait when valid, else keep it and say why. */
+  private commitNumber(input: HTMLInputElement, name: "k" | "scale"): void {
+    if (!this.dirty.has(input)) return;
+    const { value, error } = parsePositiveInt(input.value, name === "scale");
+    this.showNumberError(name, error);
+    if (error) return; // the typed text stays, marked invalid, until corrected or Escape
+    this.dirty.delete(input);
+    const model = this.ctx.model;
+    const next = value ?? 0;
+    if (getInt(model, name, 0) !== next) {
+      model.set(name, next);
+      model.save_changes();
+    }
   }
 
   private async upload(): Promise<void> {
@@ -241,8 +342,10 @@ export class ControlsView implements View {
     syncOptions(this.cloud, getStringList(model, "cloud_choices"), getString(model, "cloud"));
     const k = String(getInt(model, "k", 0) || "");
     const scale = String(getInt(model, "scale", 0) || "");
-    if (this.k.value !== k) this.k.value = k;
-    if (this.scale.value !== scale) this.scale.value = scale;
+    // A typed value that is not committed yet is never replaced.
+    if (!this.dirty.has(this.k) && this.k.value !== k) this.k.value = k;
+    if (!this.dirty.has(this.scale) && this.scale.value !== scale) this.scale.value = scale;
+    this.gaussian.checked = getStringList(model, "controls").includes("gaussian");
   }
 
   private updateStatus(): void {
@@ -258,8 +361,13 @@ export class ControlsView implements View {
     this.progress.setAttribute("aria-valuenow", String(Math.round(progress * 100)));
     this.progress.classList.toggle("tdw-progress-active", busy);
     this.rate.textContent = busy && tps > 0 ? `${Math.round(tps).toLocaleString()} tokens/s` : "";
-    const etaText = busy ? formatEta(eta) : "";
-    this.eta.textContent = etaText ? `ETA ${etaText}` : "";
+    const now = Date.now();
+    if (status !== this.stage) {
+      this.stage = status;
+      this.stageStart = now;
+    }
+    const text = timeText(busy, eta, this.etaStage, status, (now - this.stageStart) / 1000);
+    if (this.eta.textContent !== text) this.eta.textContent = text;
     this.run.disabled = busy;
     this.cancel.disabled = !busy;
     this.el.dataset.status = status;

@@ -7,6 +7,7 @@ import { layoutCurves, nearestLayer, parseCurves, type CurveLayout, type CurveSp
 import { serializeSvg, svgToPng } from "./export_image";
 import { getInt, getString, Subscriptions, ThrottledSaver } from "./model";
 import { formatValue } from "./scales";
+import { markStale } from "./stale";
 
 const HEIGHT = 300;
 
@@ -20,7 +21,19 @@ export class CurveView implements View {
   private readonly body: HTMLDivElement;
   private readonly empty: HTMLDivElement;
   private readonly g: Record<
-    "bg" | "grid" | "xAxis" | "yAxis" | "bands" | "lines" | "points" | "peaks" | "legend" | "rule",
+    | "bg"
+    | "embedding"
+    | "grid"
+    | "xAxis"
+    | "yAxis"
+    | "bands"
+    | "lines"
+    | "points"
+    | "peaks"
+    | "peakLabels"
+    | "strip"
+    | "legend"
+    | "rule",
     SVGGElement
   >;
   private readonly xLabel: SVGTextElement;
@@ -28,6 +41,8 @@ export class CurveView implements View {
   private readonly hover: SVGLineElement;
   private readonly hit: SVGRectElement;
   private curves: CurveSpec[] = [];
+  /** Labels of curves switched off in the legend. */
+  readonly hidden = new Set<string>();
   private layout: CurveLayout | null = null;
   private dragging = false;
   private width = 0;
@@ -57,17 +72,28 @@ export class CurveView implements View {
     };
     this.g = {
       bg: group("bg"),
+      embedding: group("embedding"),
       grid: group("grid"),
       bands: group("bands"),
       rule: group("rule"),
       lines: group("lines"),
       points: group("points"),
       peaks: group("peaks"),
+      peakLabels: group("peak-labels"),
+      strip: group("strip"),
       xAxis: group("x-axis"),
       yAxis: group("y-axis"),
       legend: group("legend"),
     };
     this.g.bg.appendChild(svg(doc, "rect", { x: 0, y: 0 }));
+    const embTitle = svg(doc, "title");
+    embTitle.textContent = "The embedding layer's output: shown, but not searched for the working-space peak";
+    const embRect = svg(doc, "rect");
+    embRect.appendChild(embTitle);
+    this.g.embedding.append(embRect, svg(doc, "text", { "font-size": 10, class: "tdw-c-embedding-note" }));
+    const stripLabel = svg(doc, "text", { "font-size": 9, "text-anchor": "end", class: "tdw-c-strip-label" });
+    stripLabel.textContent = "p(peak)";
+    this.g.strip.append(stripLabel, svg(doc, "g"));
     this.xLabel = svg(doc, "text", { "text-anchor": "middle", "font-size": 12 });
     this.xLabel.textContent = "layer";
     this.yLabel = svg(doc, "text", { "text-anchor": "middle", "font-size": 12 });
@@ -105,6 +131,22 @@ export class CurveView implements View {
       void this.exportImage("svg").then((d) => download(doc, "tokendim-curve.svg", d, "image/svg+xml")),
     );
     this.subs.add(ctx.exporters.register("curve", (format) => this.exportImage(format)));
+    const toggle = (event: Event): void => {
+      const item = (event.target as Element | null)?.closest?.("[data-label]");
+      const label = item?.getAttribute("data-label");
+      if (label === null || label === undefined) return;
+      if (this.hidden.has(label)) this.hidden.delete(label);
+      else this.hidden.add(label);
+      this.frame.now();
+    };
+    this.subs.dom(this.g.legend, "click", toggle);
+    this.subs.dom(this.g.legend, "keydown", (event: KeyboardEvent) => {
+      if (event.key !== "Enter" && event.key !== " ") return;
+      event.preventDefault();
+      event.stopPropagation();
+      toggle(event);
+    });
+    this.subs.add(markStale(model, this.el, ["curves"], () => this.curves.length > 0));
     this.bindPointer();
     this.curves = parseCurves(model.get("curves"));
     this.frame.request();
@@ -173,11 +215,19 @@ export class CurveView implements View {
     const x = this.layout.x(layer);
     setAttrs(this.hover, { x1: x, x2: x, y1: this.layout.plot.y0, y2: this.layout.plot.y1, visibility: "visible" });
     const lines = [`layer ${layer}`];
+    if (this.layout.embedding.layers.includes(layer)) lines.push("embeddings: not searched for the peak");
     for (const s of this.layout.series) {
+      if (s.hidden) continue;
       const p = s.points.find((q) => q.layer === layer);
       if (!p) continue;
       const band = Number.isFinite(p.lower) && Number.isFinite(p.upper) ? ` [${formatValue(p.lower)}, ${formatValue(p.upper)}]` : "";
-      lines.push(`${s.label}: ${formatValue(p.value)}${band}`);
+      const method = band && s.intervalMethod ? ` (95% interval: ${s.intervalMethod})` : "";
+      lines.push(`${s.label}${s.control ? " (control)" : ""}: ${formatValue(p.value)}${band}${method}`);
+    }
+    const strip = this.layout.strip;
+    if (strip) {
+      const cell = strip.cells.find((c) => c.layer === layer);
+      if (cell) lines.push(`peak here in ${(cell.probability * 100).toFixed(0)}% of bootstrap replicates`);
     }
     const rect = this.body.getBoundingClientRect();
     this.tooltip.show(event.clientX - rect.left, event.clientY - rect.top, null, lines);
@@ -194,8 +244,10 @@ export class CurveView implements View {
       height,
       layer: getInt(model, "layer", NaN),
       nLayers: getInt(model, "n_layers", 0),
+      hidden: this.hidden,
     });
     this.layout = layout;
+    const hasData = this.curves.length > 0;
     const pal = this.ctx.theme.palette();
     this.empty.hidden = this.curves.length > 0;
     this.el.dataset.curves = String(this.curves.length);
@@ -218,7 +270,7 @@ export class CurveView implements View {
     this.axisLabels(this.g.yAxis, layout.yTicks.map((t) => ({ x: plot.x0 - 6, y: t.px + 4, text: t.label, anchor: "end" })), pal.muted);
     this.axisLabels(
       this.g.xAxis,
-      layout.xTicks.map((t) => ({ x: t.px, y: plot.y1 + 16, text: t.label, anchor: "middle" })),
+      layout.xTicks.map((t) => ({ x: t.px, y: plot.y1 + 16 + (layout.strip ? layout.strip.height + 8 : 0), text: t.label, anchor: "middle" })),
       pal.muted,
     );
     setAttrs(this.xLabel, { x: (plot.x0 + plot.x1) / 2, y: height - 6, fill: pal.fg });
@@ -237,37 +289,90 @@ export class CurveView implements View {
     const pointGroups = syncChildren(this.g.points, n, () => svg(doc, "g"));
     const radius = layout.layers.length > 60 ? 1.5 : 2.8;
     layout.series.forEach((s, i) => {
-      setAttrs(bands[i], { d: s.band || "M0,0", fill: s.color, "fill-opacity": 0.18, stroke: "none" });
-      setAttrs(lines[i], { d: s.line || "M0,0", stroke: s.color, "stroke-width": 2, "stroke-linejoin": "round" });
+      const vis = s.hidden ? "hidden" : "visible";
+      setAttrs(bands[i], { d: s.band || "M0,0", fill: s.color, "fill-opacity": s.control ? 0.1 : 0.18, stroke: "none", visibility: vis });
+      setAttrs(lines[i], {
+        d: s.line || "M0,0",
+        stroke: s.color,
+        "stroke-width": s.control ? 1.6 : 2,
+        "stroke-linejoin": "round",
+        "stroke-dasharray": s.control ? "6 4" : "none",
+        visibility: vis,
+        "data-kind": s.control ? "control" : "curve",
+      });
+      pointGroups[i].setAttribute("visibility", vis);
       const circles = syncChildren(pointGroups[i], s.points.length, () => svg(doc, "circle"));
-      s.points.forEach((p, k) =>
-        setAttrs(circles[k], { cx: p.x.toFixed(1), cy: p.y.toFixed(1), r: radius, fill: s.color, stroke: pal.panel, "stroke-width": 1 }),
-      );
+      s.points.forEach((p, k) => {
+        const embedding = layout.embedding.layers.includes(p.layer);
+        setAttrs(circles[k], {
+          cx: p.x.toFixed(1),
+          cy: p.y.toFixed(1),
+          r: embedding ? radius + 1 : radius,
+          fill: embedding ? pal.panel : s.color,
+          stroke: embedding ? s.color : pal.panel,
+          "stroke-width": embedding ? 1.5 : 1,
+        });
+      });
     });
 
-    // Peaks: a triangle above the point and its layer.
-    const peaks = layout.series.filter((s) => s.peak !== null);
+    // The embedding layer: a shaded column and its note.
+    const [embRect, embText] = Array.from(this.g.embedding.children) as [SVGRectElement, SVGTextElement];
+    const emb = layout.embedding;
+    if (hasData && emb.layers.length > 0) {
+      setAttrs(embRect, { x: emb.x0, y: plot.y0, width: Math.max(1, emb.x1 - emb.x0), height: plot.y1 - plot.y0, fill: pal.grid, "fill-opacity": 0.6, visibility: "visible" });
+      if (emb.note) {
+        setAttrs(embText, { x: emb.note.box[0] + 2, y: emb.note.y, fill: pal.muted, visibility: "visible" });
+        if (embText.textContent !== emb.note.text) embText.textContent = emb.note.text;
+      } else embText.setAttribute("visibility", "hidden");
+    } else {
+      embRect.setAttribute("visibility", "hidden");
+      embText.setAttribute("visibility", "hidden");
+    }
+
+    // Peaks: one triangle marker per visible curve; the labels placed without overlaps.
+    const peaks = hasData ? layout.series.filter((s) => s.peak !== null && !s.hidden) : [];
     const peakGroups = syncChildren(this.g.peaks, peaks.length, () => {
       const g = svg(doc, "g");
-      const title = svg(doc, "title");
-      g.append(svg(doc, "path"), svg(doc, "text", { "font-size": 10, "text-anchor": "middle" }), title);
+      g.append(svg(doc, "path"), svg(doc, "title"));
       return g;
     });
     peaks.forEach((s, i) => {
       const p = s.peak!;
-      const [path, text, title] = Array.from(peakGroups[i].children) as [SVGPathElement, SVGTextElement, SVGTitleElement];
+      const [path, title] = Array.from(peakGroups[i].children) as [SVGPathElement, SVGTitleElement];
       const top = p.y - 7;
       setAttrs(path, { d: `M${p.x - 5},${top - 8}L${p.x + 5},${top - 8}L${p.x},${top}Z`, fill: s.color, stroke: pal.panel });
-      setAttrs(text, { x: p.x, y: top - 11, fill: pal.fg });
-      const label = `peak ${p.layer}`;
-      if (text.textContent !== label) text.textContent = label;
       const tip = `${s.label}: working-space peak at layer ${p.layer} (${formatValue(p.value)})`;
       if (title.textContent !== tip) title.textContent = tip;
     });
+    const labels = hasData ? layout.peakLabels : [];
+    const labelEls = syncChildren(this.g.peakLabels, labels.length, () => svg(doc, "text", { "font-size": 10, "text-anchor": "middle" }));
+    labels.forEach((l, i) => {
+      setAttrs(labelEls[i], { x: l.x, y: l.y, fill: layout.series[l.series].color, "font-weight": 600 });
+      if (labelEls[i].textContent !== l.text) labelEls[i].textContent = l.text;
+    });
+
+    // Working-layer probability strip under the plot.
+    const [stripLabel, stripCells] = Array.from(this.g.strip.children) as [SVGTextElement, SVGGElement];
+    const strip = hasData ? layout.strip : null;
+    const cells = syncChildren(stripCells, strip ? strip.cells.length : 0, () => {
+      const r = svg(doc, "rect");
+      r.appendChild(svg(doc, "title"));
+      return r;
+    });
+    if (strip) {
+      const color = layout.series[strip.series].color;
+      strip.cells.forEach((c, i) => {
+        setAttrs(cells[i], { x: c.x, y: strip.y, width: c.width, height: strip.height, fill: c.probability > 0 ? color : pal.grid, "fill-opacity": c.probability > 0 ? 0.15 + 0.85 * c.probability : 0.5 });
+        const tip = `layer ${c.layer}: peak here in ${(c.probability * 100).toFixed(0)}% of bootstrap replicates`;
+        const t = cells[i].firstElementChild as SVGTitleElement;
+        if (t.textContent !== tip) t.textContent = tip;
+      });
+      setAttrs(stripLabel, { x: plot.x0 - 4, y: strip.y + strip.height - 1, fill: pal.muted, visibility: "visible" });
+    } else stripLabel.setAttribute("visibility", "hidden");
 
     // Current layer rule.
     const [rule, ruleText] = Array.from(this.g.rule.children) as [SVGLineElement, SVGTextElement];
-    if (layout.layerX === null) {
+    if (layout.layerX === null || !hasData) {
       rule.setAttribute("visibility", "hidden");
       ruleText.setAttribute("visibility", "hidden");
     } else {
@@ -295,15 +400,21 @@ export class CurveView implements View {
 
     // Legend.
     const items = syncChildren(this.g.legend, layout.legend.length, () => {
-      const g = svg(doc, "g");
-      g.append(svg(doc, "rect", { width: 14, height: 3, rx: 1 }), svg(doc, "text", { "font-size": 11 }));
+      const g = svg(doc, "g", { class: "tdw-c-legend-item", role: "button", tabindex: "0" });
+      g.append(svg(doc, "rect", { height: 14, fill: "transparent" }), svg(doc, "line", { "stroke-width": 3 }), svg(doc, "text", { "font-size": 11 }), svg(doc, "title"));
       return g;
     });
     layout.legend.forEach((item, i) => {
-      const [swatch, text] = Array.from(items[i].children) as [SVGRectElement, SVGTextElement];
-      setAttrs(swatch, { x: item.x, y: item.y - 4, fill: item.color });
-      setAttrs(text, { x: item.x + 20, y: item.y, fill: pal.fg });
-      if (text.textContent !== item.label) text.textContent = item.label;
+      const [hit, swatch, text, title] = Array.from(items[i].children) as [SVGRectElement, SVGLineElement, SVGTextElement, SVGTitleElement];
+      items[i].setAttribute("data-label", item.label);
+      items[i].setAttribute("data-hidden", item.hidden ? "1" : "0");
+      items[i].setAttribute("opacity", item.hidden ? "0.4" : "1");
+      setAttrs(hit, { x: item.x - 2, y: item.y - 11, width: item.width + 4 });
+      setAttrs(swatch, { x1: item.x, x2: item.x + 14, y1: item.y - 3, y2: item.y - 3, stroke: item.color, "stroke-dasharray": item.control ? "4 2" : "none" });
+      setAttrs(text, { x: item.x + 20, y: item.y, fill: pal.fg, "text-decoration": item.hidden ? "line-through" : "none" });
+      if (text.textContent !== item.text) text.textContent = item.text;
+      const tip = `${item.hidden ? "Show" : "Hide"} ${item.label}${item.control ? " (null control)" : ""}`;
+      if (title.textContent !== tip) title.textContent = tip;
     });
   }
 

@@ -1,5 +1,6 @@
 // The composed dashboard: controls on top, curve and metrics on the left, the scatter on the
-// right, the heatmap across the bottom; one column when the output area is narrow.
+// right, the heatmap across the bottom; one column when the output area is narrow (a
+// ResizeObserver on the explorer itself, so it follows the output area, not the window).
 
 import type { View, ViewContext } from "./context";
 import { ControlsView } from "./controls";
@@ -10,7 +11,7 @@ import { MetricsView } from "./metrics";
 import { ScatterView } from "./scatter";
 
 /** Below this width (CSS pixels) the explorer stacks its views in one column. */
-export const NARROW_WIDTH = 820;
+export const NARROW_WIDTH = 960;
 
 export class ExplorerView implements View {
   readonly el: HTMLDivElement;

@@ -4,18 +4,19 @@
 // of thousands of tokens scroll and zoom smoothly.
 
 import { asFloat32 } from "./codecs";
-import { parseRange } from "./coloring";
+import { clippedShares, parseRange, RANGE_MODE_LABELS, RANGE_MODES, rangeForMode, tailLabel } from "./coloring";
 import type { View, ViewContext } from "./context";
 import { button, download, FrameScheduler, h, observeSize, readSelection, Tooltip, writeSelection } from "./dom";
 import { pngInSvg } from "./export_image";
-import { getInt, Subscriptions, ThrottledSaver } from "./model";
+import { getInt, getString, Subscriptions, ThrottledSaver } from "./model";
+import { markStale } from "./stale";
 import { colorLut, formatValue, integerTicks, parseColor, viridis, type RGB } from "./scales";
 import { visibleText } from "./tokens";
 
 const HEIGHT = 340;
 const TILE_ROWS = 4096;
 const HEADER = 22;
-const COLORBAR = 64;
+const COLORBAR = 72;
 const SCROLLBAR = 14;
 const MAX_ROW = 22;
 const LABEL_ROW = 11;
@@ -100,6 +101,8 @@ export class HeatmapView implements View {
   private nLayers = 0;
   private values: Float32Array = new Float32Array(0);
   private range: [number, number] = [0, 1];
+  private clipped = { below: 0, above: 0, missing: 0 };
+  readonly rangeSelect: HTMLSelectElement;
   private boundaries: Int32Array = new Int32Array(0);
   private selection: Int32Array = new Int32Array(0);
   private hovered = -1;
@@ -125,7 +128,17 @@ export class HeatmapView implements View {
     const fit = button(doc, "Fit", "Fit all tokens");
     const png = button(doc, "PNG", "Download the heatmap as PNG");
     const svgBtn = button(doc, "SVG", "Download the heatmap as SVG");
-    tools.append(zoomOut, zoomIn, fit, png, svgBtn);
+    const rangeLabel = h(doc, "label", "tdw-inline-label");
+    rangeLabel.textContent = "range ";
+    this.rangeSelect = h(doc, "select", "tdw-select tdw-select-small", { "aria-label": "Colour range of local ID" });
+    for (const mode of RANGE_MODES) {
+      const option = h(doc, "option");
+      option.value = mode;
+      option.textContent = RANGE_MODE_LABELS[mode];
+      this.rangeSelect.appendChild(option);
+    }
+    rangeLabel.appendChild(this.rangeSelect);
+    tools.append(rangeLabel, zoomOut, zoomIn, fit, png, svgBtn);
     header.append(title, this.info, tools);
     this.wrap = h(doc, "div", "tdw-heatmap-wrap");
     this.wrap.style.height = `${HEIGHT}px`;
@@ -140,7 +153,12 @@ export class HeatmapView implements View {
     this.el.append(header, this.wrap);
     this.frame = new FrameScheduler(doc.defaultView, () => this.draw());
 
-    this.subs.traits(["local_id", "local_id_range", "n_layers", "n_tokens"], () => this.updateData());
+    this.subs.traits(["local_id", "local_id_range", "local_id_range_mode", "n_layers", "n_tokens"], () => this.updateData());
+    this.subs.dom(this.rangeSelect, "change", () => {
+      model.set("local_id_range_mode", this.rangeSelect.value);
+      model.save_changes();
+    });
+    this.subs.add(markStale(model, this.el, ["local_id"], () => this.n > 0));
     this.subs.traits(["layer"], () => this.frame.request());
     this.subs.traits(["selected_tokens"], () => this.updateSelection(true));
     this.subs.traits(["hovered_token"], () => {
@@ -249,7 +267,11 @@ export class HeatmapView implements View {
     this.n = n;
     this.nLayers = nLayers;
     this.values = values;
-    this.range = parseRange(model.get("local_id_range")) ?? finiteRange(values.subarray(0, n * nLayers));
+    const cells = values.subarray(0, n * nLayers);
+    const mode = getString(model, "local_id_range_mode", "robust") || "robust";
+    if (this.rangeSelect.value !== mode) this.rangeSelect.value = mode;
+    this.range = rangeForMode(mode, cells, parseRange(model.get("local_id_range")));
+    this.clipped = clippedShares(cells, this.range[0], this.range[1]);
     this.dirtyImage = true;
     this.empty.hidden = n > 0;
     this.el.dataset.tokens = String(n);
@@ -369,17 +391,18 @@ export class HeatmapView implements View {
           this.drawRows(g, a, b, first, rowH, x0, x1, y0);
         }
         g.restore();
+        // A band around each selected run, at least 5 px tall and drawn into the gutter, so a
+        // single selected token stays visible at any zoom (even at a fraction of a pixel per row).
         g.fillStyle = pal.selection;
+        g.strokeStyle = pal.selection;
+        g.lineWidth = 2;
         for (const [a, b] of this.selectedRuns(sLo, sHi, first, rowH, y1 - y0)) {
-          g.fillRect(x0 - 6, y0 + (a - first) * rowH, 4, Math.max(1.5, (b - a) * rowH));
-        }
-        if (rowH >= 6) {
-          g.strokeStyle = pal.selection;
-          g.lineWidth = 1.5;
-          for (let k = sLo; k < sHi; k++) {
-            const y = y0 + (this.selection[k] - first) * rowH;
-            g.strokeRect(x0 + 0.75, y + 0.75, x1 - x0 - 1.5, rowH - 1.5);
-          }
+          const top = y0 + (a - first) * rowH;
+          const hgt = (b - a) * rowH;
+          const band = Math.max(5, hgt);
+          const y = Math.max(y0 + 1, Math.min(y1 - band - 1, top + hgt / 2 - band / 2));
+          g.fillRect(x0 - 8, y, 6, band);
+          g.strokeRect(x0 + 1, y, x1 - x0 - 2, band);
         }
       }
       // Hovered row.
@@ -502,9 +525,11 @@ export class HeatmapView implements View {
 
   private drawColorBar(g: CanvasRenderingContext2D, box: { x1: number; y0: number; y1: number }, fg: string, muted: string): void {
     const x = box.x1 + 6;
-    const top = box.y0 + 4;
+    const { below, above, missing } = this.clipped;
     const bottom = box.y1 - 4;
-    const hgt = bottom - top;
+    const top = box.y0 + 10;
+    const barBottom = bottom - 8 - (missing > 0 ? 14 : 0);
+    const hgt = barBottom - top;
     for (let i = 0; i < hgt; i++) {
       const k = Math.round((1 - i / Math.max(1, hgt - 1)) * 255) * 4;
       g.fillStyle = `rgb(${VIRIDIS_LUT[k]},${VIRIDIS_LUT[k + 1]},${VIRIDIS_LUT[k + 2]})`;
@@ -513,9 +538,38 @@ export class HeatmapView implements View {
     g.textAlign = "left";
     g.fillStyle = fg;
     const [lo, hi] = this.range;
-    g.fillText(formatValue(hi), x + 14, top + 4);
-    g.fillText(formatValue((lo + hi) / 2), x + 14, (top + bottom) / 2);
-    g.fillText(formatValue(lo), x + 14, bottom - 4);
+    // Clipped tails: a triangle past the end of the bar and "≥" / "≤" on its label.
+    const lut = (k: number): string => `rgb(${VIRIDIS_LUT[k]},${VIRIDIS_LUT[k + 1]},${VIRIDIS_LUT[k + 2]})`;
+    if (above > 0) {
+      g.fillStyle = lut(255 * 4);
+      g.beginPath();
+      g.moveTo(x, top);
+      g.lineTo(x + 10, top);
+      g.lineTo(x + 5, top - 6);
+      g.closePath();
+      g.fill();
+    }
+    if (below > 0) {
+      g.fillStyle = lut(0);
+      g.beginPath();
+      g.moveTo(x, barBottom);
+      g.lineTo(x + 10, barBottom);
+      g.lineTo(x + 5, barBottom + 6);
+      g.closePath();
+      g.fill();
+    }
+    if (missing > 0) {
+      g.fillStyle = this.ctx.theme.palette().missing;
+      g.fillRect(x, bottom - 8, 10, 8);
+    }
+    g.fillStyle = fg;
+    g.fillText(tailLabel(formatValue(hi), above, "hi"), x + 14, top + 4);
+    g.fillText(formatValue((lo + hi) / 2), x + 14, (top + barBottom) / 2);
+    g.fillText(tailLabel(formatValue(lo), below, "lo"), x + 14, barBottom - 4);
+    if (missing > 0) {
+      g.fillStyle = muted;
+      g.fillText("n/a", x + 14, bottom - 4);
+    }
     g.fillStyle = muted;
     g.textAlign = "center";
     g.fillText("ID", x + 5, HEADER / 2);

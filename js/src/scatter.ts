@@ -3,7 +3,7 @@
 // scrubs layers and the points glide from the previous projection to the next.
 
 import { asFloat32 } from "./codecs";
-import { COLOR_BY_CHOICES, COLOR_BY_LABELS, cssGradient, parseRange, pointColors, type Legend } from "./coloring";
+import { clippedShares, COLOR_BY_CHOICES, COLOR_BY_LABELS, cssGradient, parseRange, pointColors, rangeForMode, tailLabel, type Legend } from "./coloring";
 import type { View, ViewContext } from "./context";
 import { button, download, FrameScheduler, h, observeSize, readSelection, Tooltip, writeSelection } from "./dom";
 import { pngInSvg } from "./export_image";
@@ -11,6 +11,7 @@ import { getInt, getString, Subscriptions, ThrottledSaver } from "./model";
 import { createPointRenderer, type PointRenderer, type Transform2D } from "./points_renderer";
 import { formatValue, parseColor } from "./scales";
 import { GridIndex, pointBounds, type Bounds } from "./spatial";
+import { markStale } from "./stale";
 
 const HEIGHT = 420;
 const ANIMATION_MS = 300;
@@ -157,7 +158,8 @@ export class ScatterView implements View {
     this.overlayFrame = new FrameScheduler(doc.defaultView, () => this.drawOverlay());
 
     this.subs.traits(["projection", "projection_kind", "projection_layer", "n_tokens"], () => this.updatePositions());
-    this.subs.traits(["color_by", "local_id", "local_id_range", "layer", "n_layers"], () => this.updateColors());
+    this.subs.traits(["color_by", "local_id", "local_id_range", "local_id_range_mode", "layer", "n_layers"], () => this.updateColors());
+    this.subs.add(markStale(model, this.el, ["projection"], () => this.n > 0));
     this.subs.traits(["layer", "n_layers", "projection_layer", "projection_kind"], () => this.updateLabels());
     this.subs.traits(["selected_tokens"], () => this.updateSelection());
     this.subs.traits(["hovered_token"], () => {
@@ -289,28 +291,43 @@ export class ScatterView implements View {
     const colorBy = getString(model, "color_by", "local_id") || "local_id";
     if (this.colorSelect.value !== colorBy) this.colorSelect.value = colorBy;
     const pal = this.ctx.theme.palette();
+    const localId = asFloat32(model.get("local_id") as never);
+    const nLayers = getInt(model, "n_layers", 0);
+    const layer = getInt(model, "layer", 0);
+    // The same range as the heatmap (its mode, over every layer), so colours mean the same.
+    const mode = getString(model, "local_id_range_mode", "robust") || "robust";
+    const cells = nLayers > 0 ? localId.subarray(0, Math.min(localId.length, this.n * nLayers)) : localId.subarray(0, 0);
+    const range = cells.length > 0 ? rangeForMode(mode, cells, parseRange(model.get("local_id_range"))) : null;
     const { rgba, legend } = pointColors({
       colorBy,
       n: this.n,
       tokens: this.ctx.tokens.get(),
-      localId: asFloat32(model.get("local_id") as never),
-      nLayers: getInt(model, "n_layers", 0),
-      layer: getInt(model, "layer", 0),
-      range: parseRange(model.get("local_id_range")),
+      localId,
+      nLayers,
+      layer,
+      range,
       missing: parseColor(pal.missing) ?? [150, 150, 150],
     });
     this.renderer.setColors(rgba);
-    this.showLegend(legend);
+    let tails = { below: 0, above: 0 };
+    if (legend.kind === "continuous" && colorBy === "local_id" && nLayers > 0 && layer >= 0 && layer < nLayers) {
+      const column = new Float32Array(this.n);
+      for (let i = 0; i < this.n; i++) column[i] = localId[i * nLayers + layer];
+      tails = clippedShares(column, legend.lo, legend.hi);
+    }
+    this.showLegend(legend, tails);
     this.frame.request();
   }
 
-  private showLegend(legend: Legend): void {
+  private showLegend(legend: Legend, tails: { below: number; above: number } = { below: 0, above: 0 }): void {
     this.legendLabel.textContent = legend.label;
     if (legend.kind === "continuous") {
       this.legendBar.hidden = false;
       this.legendBar.style.background = cssGradient(legend.map);
-      this.legendLo.textContent = formatValue(legend.lo);
-      this.legendHi.textContent = formatValue(legend.hi);
+      this.legendLo.textContent = tailLabel(formatValue(legend.lo), tails.below, "lo");
+      this.legendHi.textContent = tailLabel(formatValue(legend.hi), tails.above, "hi");
+      this.legendLo.title = tails.below > 0 ? `${(tails.below * 100).toFixed(1)}% of points lie below; drawn in the lowest colour` : "";
+      this.legendHi.title = tails.above > 0 ? `${(tails.above * 100).toFixed(1)}% of points lie above; drawn in the highest colour` : "";
     } else {
       this.legendBar.hidden = true;
       this.legendLo.textContent = legend.count > 0 ? `${legend.count} colours (cycled)` : "";
@@ -407,7 +424,8 @@ export class ScatterView implements View {
       view: [this.zoom, this.zoom, this.panX, this.panY],
       size: this.pointSize(),
       alpha: this.n > 50000 ? 0.6 : this.n > 10000 ? 0.75 : 0.9,
-      dim: 0.18,
+      // Unselected points stay visible behind the selection (more so on a dark panel).
+      dim: this.ctx.theme.resolved === "dark" ? 0.42 : 0.28,
       clear: this.ctx.theme.panelRgb(),
     });
     this.drawOverlay(t);

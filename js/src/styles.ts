@@ -2,18 +2,18 @@
 // CSS variables: fixed palettes for an explicit light / dark theme, the host's JupyterLab
 // variables (with the same fallbacks) when the theme is "auto".
 
-export const STYLE_VERSION = "1";
+export const STYLE_VERSION = "2";
 
 const LIGHT = `
   --tdw-bg: #ffffff; --tdw-panel: #ffffff; --tdw-fg: #1f2328; --tdw-muted: #667085;
   --tdw-grid: #e4e7ec; --tdw-border: #d0d5dd; --tdw-accent: #2f6fdb; --tdw-accent-fg: #ffffff;
-  --tdw-selection: #e8590c; --tdw-missing: #c9ccd1; --tdw-hover: #f2f4f7;
+  --tdw-selection: #e8590c; --tdw-missing: #8f959e; --tdw-hover: #f2f4f7;
   --tdw-error-bg: #fdecec; --tdw-error-fg: #b42318; --tdw-shadow: rgba(16, 24, 40, 0.18);
   --tdw-focus: #ffe066;`;
 const DARK = `
   --tdw-bg: #111418; --tdw-panel: #181c22; --tdw-fg: #e6e9ee; --tdw-muted: #98a2b3;
   --tdw-grid: #2c323b; --tdw-border: #3a414c; --tdw-accent: #6ea8fe; --tdw-accent-fg: #0b1220;
-  --tdw-selection: #ffa94d; --tdw-missing: #4a4f57; --tdw-hover: #232932;
+  --tdw-selection: #ffa94d; --tdw-missing: #6b7380; --tdw-hover: #232932;
   --tdw-error-bg: #3b1d1d; --tdw-error-fg: #ffb4ab; --tdw-shadow: rgba(0, 0, 0, 0.5);
   --tdw-focus: #8a6d00;`;
 
@@ -105,6 +105,7 @@ export const CSS = `
 .tdw-root .tdw-curve-body { position: relative; width: 100%; }
 .tdw-root .tdw-curve-svg { display: block; width: 100%; height: auto; touch-action: none; user-select: none; }
 .tdw-root .tdw-c-hit { cursor: crosshair; }
+.tdw-root .tdw-c-legend-item { cursor: pointer; }
 
 /* Scatter */
 .tdw-root .tdw-scatter-stage { position: relative; width: 100%; overflow: hidden; touch-action: none; cursor: crosshair; border-radius: 4px; }
@@ -126,7 +127,18 @@ export const CSS = `
 .tdw-root .tdw-heatmap-scroller { position: absolute; inset: 0; overflow-y: auto; overflow-x: hidden; cursor: pointer; }
 .tdw-root .tdw-heatmap-spacer { width: 1px; }
 
-/* Metrics */
+/* Metrics: essential numbers always readable (cards when narrow), the rest on demand */
+.tdw-root .tdw-metrics-cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 8px; }
+.tdw-root .tdw-card { border: 1px solid var(--tdw-border); border-left: 4px solid var(--tdw-accent); border-radius: 4px; padding: 6px 8px; min-width: 0; }
+.tdw-root .tdw-card-title { font-weight: 600; overflow-wrap: anywhere; }
+.tdw-root .tdw-card-sub { font-size: 11px; color: var(--tdw-muted); overflow-wrap: anywhere; }
+.tdw-root .tdw-card dl { display: grid; grid-template-columns: minmax(0, max-content) minmax(0, 1fr); gap: 2px 10px; margin: 6px 0 4px; font-size: 12px; }
+.tdw-root .tdw-card dt { color: var(--tdw-muted); }
+.tdw-root .tdw-card dd { margin: 0; font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
+.tdw-root .tdw-verdict { display: inline-block; max-width: 100%; font-size: 11px; padding: 0 6px; border-radius: 8px; border: 1px solid var(--tdw-border); overflow-wrap: anywhere; }
+.tdw-root .tdw-verdict[data-verdict="expansion-contraction"] { color: var(--tdw-accent); border-color: var(--tdw-accent); }
+.tdw-root .tdw-metrics-more { margin-top: 6px; font-size: 12px; }
+.tdw-root .tdw-metrics-more summary { cursor: pointer; color: var(--tdw-muted); }
 .tdw-root .tdw-table-wrap { overflow-x: auto; }
 .tdw-root .tdw-table { border-collapse: collapse; width: 100%; font-size: 12px; }
 .tdw-root .tdw-table th { text-align: left; font-weight: 600; color: var(--tdw-muted); border-bottom: 1px solid var(--tdw-border); padding: 3px 8px; white-space: nowrap; }
@@ -139,6 +151,9 @@ export const CSS = `
 .tdw-root .tdw-field-label { font-size: 11px; color: var(--tdw-muted); text-transform: uppercase; letter-spacing: 0.03em; }
 .tdw-root .tdw-field .tdw-input[type="text"] { width: 240px; max-width: 100%; }
 .tdw-root .tdw-check { display: inline-flex; align-items: center; gap: 4px; font-size: 12px; margin-top: 2px; }
+.tdw-root .tdw-field-error { font-size: 11px; color: var(--tdw-error-fg); min-height: 0; max-width: 160px; }
+.tdw-root .tdw-field-error:empty { display: none; }
+.tdw-root .tdw-input.tdw-invalid { border-color: var(--tdw-error-fg); outline: 1px solid var(--tdw-error-fg); }
 .tdw-root .tdw-actions { display: flex; gap: 6px; margin-left: auto; }
 .tdw-root .tdw-prompt-input { margin-top: 8px; font-size: 12px; }
 .tdw-root .tdw-prompt-input summary { cursor: pointer; color: var(--tdw-muted); }
@@ -157,6 +172,14 @@ export const CSS = `
 }
 .tdw-root .tdw-error-text { flex: 1; white-space: pre-wrap; word-break: break-word; }
 .tdw-root .tdw-error .tdw-btn-icon { color: var(--tdw-error-fg); }
+
+/* Stale results (after an error, until new results arrive) */
+.tdw-root .tdw-stale-note {
+  display: none; font-size: 12px; color: var(--tdw-error-fg); background: var(--tdw-error-bg);
+  border: 1px dashed var(--tdw-error-fg); border-radius: 4px; padding: 2px 8px; margin-bottom: 6px;
+}
+.tdw-root .tdw-view.tdw-stale > .tdw-stale-note { display: block; }
+.tdw-root .tdw-view.tdw-stale > :not(.tdw-stale-note):not(.tdw-view-header) { opacity: 0.45; filter: grayscale(0.8); }
 
 /* Explorer layout */
 .tdw-root .tdw-explorer {

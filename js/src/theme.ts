@@ -31,7 +31,7 @@ const FALLBACK: Record<ResolvedTheme, Palette> = {
     border: "#d0d5dd",
     accent: "#2f6fdb",
     selection: "#e8590c",
-    missing: "#c9ccd1",
+    missing: "#8f959e",
     font: "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
   },
   dark: {
@@ -43,7 +43,7 @@ const FALLBACK: Record<ResolvedTheme, Palette> = {
     border: "#3a414c",
     accent: "#6ea8fe",
     selection: "#ffa94d",
-    missing: "#4a4f57",
+    missing: "#6b7380",
     font: "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
   },
 };

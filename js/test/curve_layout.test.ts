@@ -112,3 +112,59 @@ describe("layoutCurves", () => {
     expect(empty.series).toEqual([]);
   });
 });
+
+describe("peak labels", () => {
+  const four = ["twonn", "mle", "gride", "twonn · gaussian control"].map((label, i) => ({
+    label,
+    estimator: label,
+    model: "m",
+    layers: [0, 1, 2, 3, 4, 5],
+    dimension: [20, 9 + i * 0.2, 12 + i * 0.3, 11, 8, 6],
+    lower: [],
+    upper: [],
+    peak_layer: 2,
+    kind: i === 3 ? "control" : "curve",
+    layer_kinds: ["embedding", "residual", "residual", "residual", "residual", "final_norm"],
+  }));
+  const overlap = (a: number[], b: number[]): boolean => a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3];
+
+  it("never overlap with four curves peaking at the same layer, nor the embedding note", () => {
+    for (const width of [300, 480, 900]) {
+      const layout = layoutCurves(parseCurves(four), { width, height: 300, layer: 0, nLayers: 6 });
+      expect(layout.peakLabels.length).toBeGreaterThanOrEqual(3);
+      const boxes = layout.peakLabels.map((l) => l.box);
+      for (let i = 0; i < boxes.length; i++) {
+        for (let j = i + 1; j < boxes.length; j++) expect(overlap(boxes[i], boxes[j])).toBe(false);
+        expect(overlap(boxes[i], layout.embedding.note!.box)).toBe(false);
+        // inside the plot
+        expect(boxes[i][0]).toBeGreaterThanOrEqual(layout.plot.x0);
+        expect(boxes[i][2]).toBeLessThanOrEqual(layout.plot.x1);
+        expect(boxes[i][1]).toBeGreaterThanOrEqual(layout.plot.y0);
+      }
+      // Every peak is named in the legend, even one whose label found no room.
+      expect(layout.legend.map((l) => l.text)).toEqual(four.map((c) => `${c.label} · peak 2`));
+    }
+  });
+
+  it("places a label left out only when there is no room, and labels hidden curves not at all", () => {
+    const layout = layoutCurves(parseCurves(four), { width: 480, height: 300, layer: 0, nLayers: 6, hidden: new Set(["mle"]) });
+    expect(layout.peakLabels.map((l) => l.series)).not.toContain(1);
+    expect(layout.series[1].hidden).toBe(true);
+  });
+
+  it("marks the embedding layer and the working-layer probability strip", () => {
+    const curves = parseCurves([{ ...four[0], peak_probability: [0, 0.1, 0.6, 0.3, 0, 0] }]);
+    const layout = layoutCurves(curves, { width: 480, height: 300, layer: 0, nLayers: 6 });
+    expect(layout.embedding.layers).toEqual([0]);
+    expect(layout.embedding.x1).toBeGreaterThan(layout.embedding.x0);
+    expect(layout.strip?.cells.map((c) => c.probability)).toEqual([0, 0.1, 0.6, 0.3, 0, 0]);
+    expect(layout.strip!.y).toBeGreaterThan(layout.plot.y1);
+    for (const c of layout.strip!.cells) {
+      expect(c.x).toBeGreaterThanOrEqual(layout.plot.x0);
+      expect(c.x + c.width).toBeLessThanOrEqual(layout.plot.x1 + 1e-9);
+    }
+    const without = layoutCurves(parseCurves([four[0]]), { width: 480, height: 300, layer: 0, nLayers: 6 });
+    expect(without.strip).toBeNull();
+    expect(without.plot.y1).toBeGreaterThan(layout.plot.y1);
+  });
+});

@@ -6,6 +6,7 @@ import { mount, type Rendered } from "../src/index";
 import { buildContext, TokenTable } from "../src/tokens";
 import type { ExplorerView } from "../src/explorer";
 import type { CurveView } from "../src/curve";
+import type { MetricsView } from "../src/metrics";
 import { FakeModel } from "../dev/fake_model";
 import { makeSynthetic, XSS_TOKENS } from "../dev/synthetic";
 
@@ -101,7 +102,7 @@ describe("untrusted token text", () => {
 describe("metrics", () => {
   it("formats columns and updates rows in place", () => {
     const { r, model } = render("metrics");
-    const table = r.root.querySelector("table")!;
+    const table = r.root.querySelector("table.tdw-metrics-full")!;
     expect(table.querySelectorAll("th")).toHaveLength(6);
     const firstRow = table.querySelector("tbody tr");
     expect(firstRow?.textContent).toContain("%");
@@ -113,7 +114,7 @@ describe("metrics", () => {
 
   it("derives columns from the first row when none are given", () => {
     const { r } = render("metrics", { metrics: [{ a: 1, b: "x" }], metrics_columns: [] });
-    expect(Array.from(r.root.querySelectorAll("th")).map((t) => t.textContent)).toEqual(["a", "b"]);
+    expect(Array.from(r.root.querySelectorAll("table.tdw-metrics-full th")).map((t) => t.textContent)).toEqual(["a", "b"]);
   });
 });
 
@@ -213,21 +214,95 @@ describe("controls", () => {
     expect(model.sent).toContainEqual({ type: "cancel" });
   });
 
-  it("sets traits from inputs and rejects an invalid k", () => {
+  it("sets traits from inputs and keeps an invalid k with an inline message", () => {
     const { r, model } = render("controls", { k: 20 });
     const k = r.root.querySelector<HTMLInputElement>("input[aria-label=k]")!;
     k.value = "35";
+    k.dispatchEvent(new Event("input"));
     k.dispatchEvent(new Event("change"));
     expect(model.get("k")).toBe(35);
     k.value = "-2";
+    k.dispatchEvent(new Event("input"));
     k.dispatchEvent(new Event("change"));
     expect(model.get("k")).toBe(35);
-    expect(k.value).toBe("35");
+    expect(k.value).toBe("-2"); // what was typed stays, marked invalid
+    expect(k.getAttribute("aria-invalid")).toBe("true");
+    expect(r.root.querySelector(".tdw-field-error")?.textContent).toContain("whole number");
     const estimator = r.root.querySelector<HTMLSelectElement>("select[aria-label=Estimator]")!;
     estimator.value = "gride";
     estimator.dispatchEvent(new Event("change"));
     expect(model.get("estimator")).toBe("gride");
     expect(model.saves).toBe(2);
+    // Escape gives the committed value back.
+    k.dispatchEvent(new KeyboardEvent("keydown", { key: "Escape", bubbles: true }));
+    expect(k.value).toBe("35");
+    expect(k.hasAttribute("aria-invalid")).toBe(false);
+  });
+
+  it("commits k on Enter, hides the Enter from the notebook, and on blur", () => {
+    const { r, model } = render("controls", { k: 20, scale: 0 });
+    const k = r.root.querySelector<HTMLInputElement>("input[aria-label=k]")!;
+    let notebookSawEnter = false;
+    r.root.addEventListener("keydown", () => (notebookSawEnter = true));
+    k.value = "17";
+    k.dispatchEvent(new Event("input"));
+    const enter = new KeyboardEvent("keydown", { key: "Enter", bubbles: true, cancelable: true });
+    k.dispatchEvent(enter);
+    expect(model.get("k")).toBe(17);
+    expect(model.saves).toBe(1);
+    expect(notebookSawEnter).toBe(false);
+    const scale = r.root.querySelector<HTMLInputElement>("input[aria-label=scale]")!;
+    scale.value = "4";
+    scale.dispatchEvent(new Event("input"));
+    scale.dispatchEvent(new Event("blur"));
+    expect(model.get("scale")).toBe(4);
+    scale.value = "";
+    scale.dispatchEvent(new Event("input"));
+    scale.dispatchEvent(new Event("blur"));
+    expect(model.get("scale")).toBe(0); // empty = the estimator's default
+  });
+
+  it("never replaces a typed, uncommitted value when another control changes", () => {
+    const { r, model } = render("controls", { k: 20 });
+    const k = r.root.querySelector<HTMLInputElement>("input[aria-label=k]")!;
+    k.value = "17";
+    k.dispatchEvent(new Event("input"));
+    model.set("estimator", "mle"); // e.g. the estimator menu, or Python
+    model.set("cloud", "last");
+    expect(k.value).toBe("17");
+    expect(model.get("k")).toBe(20);
+    k.dispatchEvent(new Event("blur"));
+    expect(model.get("k")).toBe(17);
+    // Once committed, Python's value shows again.
+    model.set("k", 8);
+    expect(k.value).toBe("8");
+  });
+
+  it("toggles the Gaussian null control in the controls trait", () => {
+    const { r, model } = render("controls", { controls: ["random_init"] });
+    const box = Array.from(r.root.querySelectorAll("label.tdw-check"))
+      .find((l) => l.textContent?.includes("Gaussian"))!
+      .querySelector("input")!;
+    expect(box.checked).toBe(false);
+    box.checked = true;
+    box.dispatchEvent(new Event("change"));
+    expect(model.get("controls")).toEqual(["random_init", "gaussian"]);
+    box.checked = false;
+    box.dispatchEvent(new Event("change"));
+    expect(model.get("controls")).toEqual(["random_init"]);
+    model.set("controls", ["gaussian"]);
+    expect(box.checked).toBe(true);
+  });
+
+  it("shows an ETA only for the stage that reported it, never a stale 0", () => {
+    const { r, model } = render("controls", { status: "extracting", busy: true, eta_seconds: 12 });
+    const line = (): string => r.root.querySelector(".tdw-status-row")?.textContent ?? "";
+    model.set("eta_seconds", 11);
+    expect(line()).toContain("ETA 11 s");
+    model.set("eta_seconds", 0);
+    expect(line()).not.toContain("ETA");
+    model.set("status", "estimating"); // the extraction's last ETA does not carry over
+    expect(line()).not.toContain("ETA");
   });
 
   it("keeps a value that is not among the choices selectable", () => {
@@ -302,5 +377,116 @@ describe("theme", () => {
     await tick(10);
     expect(r.root.classList.contains("tdw-light")).toBe(true);
     document.body.removeAttribute("data-jp-theme-light");
+  });
+});
+
+describe("metrics layout", () => {
+  const rows = [
+    { curve: "twonn", model: "m", estimator: "twonn", verdict: "expansion-contraction", working_dimension: "9.94 [8.70, 11.2]", working_layer: "18 (0.62)", final_dimension: "4.10 [3.90, 4.40]", contraction_ratio: "2.42 [2.1, 2.8]", auc: 7.1, n_distinct: 480 },
+  ];
+  const columns = [
+    { key: "curve", label: "Curve" },
+    { key: "model", label: "Model" },
+    { key: "estimator", label: "Estimator" },
+    { key: "verdict", label: "Shape" },
+    { key: "working_dimension", label: "Working-space dim. [95% CI]" },
+    { key: "working_layer", label: "Peak layer (p)" },
+    { key: "final_dimension", label: "Final dim. [95% CI]" },
+    { key: "contraction_ratio", label: "Contraction [95% CI]" },
+    { key: "auc", label: "Mean dim. (AUC)", format: ".2f" },
+    { key: "n_distinct", label: "Distinct points (min)", format: "d" },
+  ];
+
+  it("shows the essential numbers with intervals in a compact table, the rest under All metrics", () => {
+    const { r } = render("metrics", { metrics: rows, metrics_columns: columns });
+    const compact = r.root.querySelector("table.tdw-metrics-essential")!;
+    expect(Array.from(compact.querySelectorAll("th")).map((t) => t.textContent)).toEqual([
+      "Curve", "Shape", "Working-space dim. [95% CI]", "Peak layer (p)", "Final dim. [95% CI]", "Contraction [95% CI]",
+    ]);
+    expect(compact.textContent).toContain("9.94 [8.70, 11.2]");
+    expect(compact.textContent).toContain("expansion-contraction");
+    const more = r.root.querySelector<HTMLDetailsElement>("details.tdw-metrics-more")!;
+    expect(more.hidden).toBe(false);
+    expect(more.querySelector("table")!.querySelectorAll("th")).toHaveLength(columns.length);
+  });
+
+  it("shows one card per curve when narrow", () => {
+    const { r } = render("metrics", { metrics: [...rows, { ...rows[0], curve: "mle" }], metrics_columns: columns });
+    const view = r.root.querySelector<HTMLElement>(".tdw-metrics")!;
+    // happy-dom has no layout: give the width the size observer would report.
+    (r.view as MetricsView).layoutFor(380);
+    expect(view.dataset.layout).toBe("cards");
+    const cards = r.root.querySelectorAll(".tdw-card");
+    expect(cards).toHaveLength(2);
+    expect(cards[1].querySelector(".tdw-card-title")?.textContent).toBe("mle");
+    expect(cards[0].querySelector("dd[data-key=working_dimension]")?.textContent).toBe("9.94 [8.70, 11.2]");
+    expect(cards[0].querySelector(".tdw-verdict")?.textContent).toBe("expansion-contraction");
+    expect(Array.from(cards[0].querySelectorAll("dt")).map((d) => d.textContent)).toEqual([
+      "Shape", "Working dim.", "Peak layer (p)", "Final dim.", "Contraction",
+    ]);
+    expect(cards[0].textContent).toContain("value [95% interval]");
+    expect(r.root.querySelector<HTMLElement>(".tdw-table-wrap")!.hidden).toBe(true);
+    (r.view as MetricsView).layoutFor(900);
+    expect(view.dataset.layout).toBe("table");
+  });
+});
+
+describe("stale results", () => {
+  it("greys the views with a note after an error until new results arrive", () => {
+    const { r, model } = render("explorer");
+    const curve = r.root.querySelector<HTMLElement>(".tdw-view[data-view=curve]")!;
+    const metrics = r.root.querySelector<HTMLElement>(".tdw-view[data-view=metrics]")!;
+    const heatmap = r.root.querySelector<HTMLElement>(".tdw-view[data-view=heatmap]")!;
+    expect(curve.dataset.stale).toBe("0");
+    model.set("error", "Could not load model 'nope': <b>not found</b>");
+    for (const v of [curve, metrics, heatmap]) {
+      expect(v.classList.contains("tdw-stale")).toBe(true);
+      expect(v.querySelector(".tdw-stale-note")?.textContent).toContain("from before the error");
+    }
+    model.set("error", ""); // dismissing the message does not make old results fresh
+    expect(curve.dataset.stale).toBe("1");
+    model.set("curves", [...(model.get("curves") as unknown[])]);
+    expect(curve.dataset.stale).toBe("0");
+    expect(heatmap.dataset.stale).toBe("1");
+    expect(r.root.querySelectorAll("b")).toHaveLength(0);
+    model.set("status", "estimating");
+    expect(heatmap.dataset.stale).toBe("1");
+    model.set("status", "done"); // a successful run: everything shown is current again
+    expect(heatmap.dataset.stale).toBe("0");
+    expect(metrics.dataset.stale).toBe("0");
+  });
+
+  it("does not mark an empty view stale", () => {
+    const { r, model } = render("curve", { curves: [] });
+    model.set("error", "boom");
+    expect(r.root.querySelector<HTMLElement>(".tdw-view")!.dataset.stale).toBe("0");
+  });
+});
+
+describe("curve extras", () => {
+  const base = { estimator: "twonn", model: "m", layers: [0, 1, 2, 3], lower: [1, 2, 3, 2], upper: [3, 4, 5, 4], peak_layer: 2, interval_method: "group bootstrap" };
+  it("draws controls dashed, hides a curve from its legend entry, and no markers without data", () => {
+    const { r, model } = render("curve", {
+      curves: [
+        { ...base, label: "twonn", dimension: [2, 3, 4, 3], layer_kinds: ["embedding", "residual", "residual", "final_norm"], peak_probability: [0, 0.2, 0.7, 0.1] },
+        { ...base, label: "twonn · gaussian control", dimension: [5, 5, 5, 5], kind: "control", peak_layer: 1 },
+      ],
+    });
+    const view = r.view as CurveView;
+    view.draw();
+    const lines = r.root.querySelectorAll(".tdw-c-lines path");
+    expect(lines[1].getAttribute("stroke-dasharray")).toBe("6 4");
+    expect(lines[0].getAttribute("stroke-dasharray")).toBe("none");
+    expect(r.root.querySelector(".tdw-c-embedding-note")?.textContent).toBe("embeddings: not searched for the peak");
+    expect(r.root.querySelectorAll(".tdw-c-strip rect")).toHaveLength(4);
+    const legend = r.root.querySelectorAll<SVGGElement>(".tdw-c-legend-item");
+    expect(legend[0].textContent).toContain("peak 2");
+    legend[1].dispatchEvent(new MouseEvent("click", { bubbles: true }));
+    expect(lines[1].getAttribute("visibility")).toBe("hidden");
+    expect(r.root.querySelectorAll(".tdw-c-peaks g")).toHaveLength(1);
+    model.set("curves", []);
+    view.draw();
+    expect(r.root.querySelector(".tdw-c-rule-line")?.getAttribute("visibility")).toBe("hidden");
+    expect(r.root.querySelectorAll(".tdw-c-peaks g, .tdw-c-peak-labels text")).toHaveLength(0);
   });
 });

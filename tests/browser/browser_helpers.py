@@ -96,3 +96,60 @@ def box_select_scatter(page: Any, root: str) -> None:
     page.mouse.move(box["x"] + box["w"] * 0.95, box["y"] + box["h"] * 0.95, steps=8)
     page.mouse.up()
     page.wait_for_timeout(300)
+
+
+# A notebook cell that builds an Explorer on synthetic hidden states (a planted dimension profile,
+# an embedding layer first), runs it, and shows a Label that Python rewrites on every layer change:
+# the page can see a layer click reach Python without re-running a cell (Voila runs no cells).
+SYNTHETIC_EXPLORER = """\
+import numpy as np, pandas as pd, ipywidgets as W
+from IPython.display import display
+from tokendim_widgets import Explorer, HiddenStates, Session
+rng = np.random.default_rng(0)
+dims, n_prompts, per_prompt, width = (3, 6, 9, 7, 4, 3), 18, 20, 24
+n = n_prompts * per_prompt
+layers = []
+for d in dims:
+    basis, _ = np.linalg.qr(rng.normal(size=(width, d)))
+    layers.append((rng.uniform(-1, 1, size=(n, d)) @ basis.T).astype(np.float32))
+tokens = pd.DataFrame({
+    "prompt": np.repeat(np.arange(n_prompts), per_prompt).astype(np.int32),
+    "position": np.tile(np.arange(per_prompt), n_prompts).astype(np.int32),
+    "token_id": rng.integers(0, 1000, size=n).astype(np.int32),
+    "token": [f"t{i}" for i in range(n)],
+})
+kinds = ["embedding"] + ["residual"] * (len(dims) - 2) + ["final_norm"]
+states = HiddenStates.from_arrays(layers, tokens, model_id="planted", layer_kinds=kinds)
+session = Session.from_hidden_states(states, projection_method="pca", k=10, layer=1)
+ex = Explorer(session=session)
+echo = W.Label("LAYER none")
+ex.observe(lambda change: setattr(echo, "value", f"LAYER {change['new']}"), names="layer")
+display(ex, echo)
+"""
+
+
+def click_curve_layer(page: Any, root: str, target: int) -> None:
+    """Click layer ``target`` in the curve of the explorer under the JS expression ``root``."""
+    point = page.evaluate(
+        f"""(target) => {{
+            const curve = {root}.__tdw.view.curve;
+            curve.svgEl.scrollIntoView({{block: "center"}});
+            const rect = curve.svgEl.getBoundingClientRect();
+            const plot = curve.layout.plot;
+            return {{x: rect.left + curve.layout.x(target), y: rect.top + (plot.y0 + plot.y1) / 2}};
+        }}""",
+        target,
+    )
+    page.mouse.click(point["x"], point["y"])
+
+
+def watch_requests(page: Any) -> list[str]:
+    """Record failed requests and HTTP errors (4xx / 5xx) of the page, and page errors."""
+    problems: list[str] = []
+    page.on("requestfailed", lambda r: problems.append(f"failed {r.url} {r.failure}"))
+    page.on(
+        "response",
+        lambda r: problems.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None,
+    )
+    page.on("pageerror", lambda e: problems.append(f"page error: {e} | {e.stack}"))
+    return problems

@@ -107,8 +107,9 @@ def curves_payload(curves: Mapping[str, pd.DataFrame]) -> list[dict[str, Any]]:
 def local_id_payload(local_ids: pd.DataFrame | None) -> tuple[bytes, list[float]]:
     """The tokens x layers matrix as float32 bytes and a robust colour range.
 
-    The range spans the 1st to 99th percentile of the finite values, so that a few extreme
-    local estimates (isolated tokens) do not wash out the colour scale of the others.
+    The range spans the 2nd to 98th percentile of the finite values, so that a few extreme
+    local estimates (isolated tokens) do not wash out the colour scale of the others; the
+    views mark the clipped tails in their legends and offer other ranges.
     """
     if local_ids is None or local_ids.size == 0:
         return b"", [0.0, 1.0]
@@ -116,7 +117,7 @@ def local_id_payload(local_ids: pd.DataFrame | None) -> tuple[bytes, list[float]
     finite = matrix[np.isfinite(matrix)]
     if finite.size == 0:
         return float32_bytes(matrix), [0.0, 1.0]
-    lo, hi = np.percentile(finite, [1, 99])
+    lo, hi = np.percentile(finite, [2, 98])
     if not hi > lo:
         hi = lo + 1.0
     return float32_bytes(matrix), [float(lo), float(hi)]

@@ -89,6 +89,8 @@ class SessionView(anywidget.AnyWidget):
     color_by = t.Unicode("local_id").tag(sync=True)
     local_id = _bytes_trait()
     local_id_range = t.List([0.0, 1.0]).tag(sync=True)
+    # "robust" (local_id_range, 2nd-98th percentile), "p5" (5th-95th) or "full" (min-max)
+    local_id_range_mode = t.Unicode("robust").tag(sync=True)
     # metrics
     metrics: t.List[Any] = t.List().tag(sync=True)
     metrics_columns: t.List[Any] = t.List().tag(sync=True)
@@ -98,6 +100,7 @@ class SessionView(anywidget.AnyWidget):
     prompt_set = t.Unicode("").tag(sync=True)
     prompt_choices: t.List[Any] = t.List().tag(sync=True)
     shuffled = t.Bool(False).tag(sync=True)
+    controls: t.List[Any] = t.List().tag(sync=True)
     estimator = t.Unicode("twonn").tag(sync=True)
     estimator_choices: t.List[Any] = t.List().tag(sync=True)
     k = t.Int(20).tag(sync=True)
@@ -129,6 +132,7 @@ class SessionView(anywidget.AnyWidget):
         self._mirror("scale", "scale", to_view=lambda v: v or 0, to_session=lambda v: v or None)
         self._mirror("cloud", "cloud")
         self._mirror("shuffled", "shuffled")
+        self._mirror("controls", "controls", to_view=list, to_session=list)
         self._mirror("model", "model_ref")
         self._mirror(
             "prompts",
