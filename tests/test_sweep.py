@@ -45,9 +45,7 @@ def test_sweep_matches_each_model_alone(
     tiny_dir: Any, tmp_path: Any, forward_counter: dict[str, int]
 ) -> None:
     models = {"gpt2": tiny_dir("gpt2"), "llama": tiny_dir("llama"), "bert": tiny_dir("bert")}
-    result = sweep(
-        models, PROMPTS, estimators=["twonn", "mle"], cache_dir=tmp_path, progress=False
-    )
+    result = sweep(models, PROMPTS, estimators=["twonn", "mle"], cache_dir=tmp_path, progress=False)
     assert result.errors.empty
     assert list(result.models["status"]) == ["computed"] * 3
     assert set(result.curves["model"]) == set(models)
@@ -138,3 +136,75 @@ def test_spearman_interval() -> None:
     assert np.isnan(spearman([1.0, 2.0], [2.0, 1.0])["rho"])
     # Ranks, not values: a monotone transform does not change it.
     assert spearman(x, np.exp(x))["rho"] == pytest.approx(1.0)
+
+
+def _result() -> Any:
+    from tokendim_widgets.sweep import SweepResult
+
+    curves = pd.DataFrame(
+        {
+            "model": ["a"] * 3 + ["b"] * 3 + ["c"] * 3,
+            "estimator": "twonn",
+            "layer": [0, 1, 2] * 3,
+            "depth": [0.0, 0.5, 1.0] * 3,
+            "dimension": [3.0, 9.0, 5.0, 3.0, 7.0, np.nan, 2.0, 6.0, 4.0],
+            "lower": [2.0, 8.0, 4.0, 2.0, 6.0, np.nan, 1.0, 5.0, 3.0],
+            "upper": [4.0, 10.0, 6.0, 4.0, 8.0, np.nan, 3.0, 7.0, 5.0],
+        }
+    )
+    metrics = pd.DataFrame(
+        {
+            "model": ["a", "b", "c"],
+            "estimator": "twonn",
+            "working_dimension": [9.0, 7.0, 6.0],
+            "working_dimension_lower": [8.0, 6.0, 5.0],
+            "working_dimension_upper": [10.0, 8.0, 7.0],
+            "bits_per_byte": [1.0, 2.0, np.nan],
+            "bits_per_byte_lower": [0.9, 1.8, np.nan],
+            "bits_per_byte_upper": [1.1, 2.2, np.nan],
+        }
+    )
+    models = pd.DataFrame(
+        {"model": ["a", "b", "c"], "ref": ["ref-a", "ref-b", "ref-c"], "status": "computed"}
+    )
+    return SweepResult(curves, metrics, models, {"prompts": ["x y z"], "estimator": "twonn"})
+
+
+def test_sweep_view_payload_and_selection() -> None:
+    from tokendim_widgets import SweepView
+
+    view = SweepView(_result())
+    assert [c["model"] for c in view.sweep_curves] == ["a", "b", "c"]
+    assert view.sweep_curves[1]["dimension"] == [3.0, 7.0, None]  # NaN travels as null
+    point = view.sweep_points[0]
+    assert (point["x"], point["x_lower"], point["y_upper"]) == (1.0, 0.9, 10.0)
+    assert view.sweep_points[2]["x"] is None  # an encoder: no quality
+    assert view.sweep_correlation["n"] == 2 and view.sweep_correlation["rho"] is None
+    with pytest.raises(TokendimError, match="No model selected"):
+        view.session()
+    view.selected_model = "b"
+    session = view.session()
+    try:
+        assert session.model == "ref-b" and session.estimator == "twonn"
+    finally:
+        session.close()
+    with pytest.raises(TokendimError, match="No estimator"):
+        view.estimator = "mle"
+
+
+def test_cli_sweep_writes_a_report(tiny_dir: Any, tmp_path: Any, capsys: Any) -> None:
+    from tokendim_widgets.cli import main
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(p for p in PROMPTS if "\n" not in p) + "\n")
+    out = tmp_path / "out"
+    argv = ["sweep", "--model", tiny_dir("gpt2"), "--model", "no-such-model-alias-xyz"]
+    argv += ["--prompts", str(prompts), "--no-quality", "--format", "csv", "--out", str(out)]
+    argv += ["--cache-dir", str(tmp_path / "cache")]
+    assert main(argv) == 1  # one model failed: reported, the other written
+    models = pd.read_csv(out / "models.csv")
+    assert list(models["status"]) == ["computed", "failed"]
+    assert (out / "curves.csv").exists() and (out / "summary.txt").exists()
+    captured = capsys.readouterr()
+    assert "1 model(s) failed" in captured.err
+    assert "no-such-model-alias-xyz: failed" in captured.out

@@ -47,6 +47,9 @@ _EXPORTS: dict[str, str] = {
     "TokenHeatmapView": "widgets",
     "MetricsView": "widgets",
     "ControlsView": "widgets",
+    "SweepView": "widgets",
+    "sweep": "sweep",
+    "SweepResult": "sweep",
 }
 
 __all__ = [
@@ -63,6 +66,8 @@ __all__ = [
     "ProjectionView",
     "PromptSet",
     "Session",
+    "SweepResult",
+    "SweepView",
     "TokenHeatmapView",
     "TokendimError",
     "TwoNN",
@@ -81,6 +86,7 @@ __all__ = [
     "make_estimator",
     "model_quality",
     "summarize",
+    "sweep",
 ]
 
 if TYPE_CHECKING:
@@ -95,12 +101,14 @@ if TYPE_CHECKING:
     from .prompts import PromptSet, as_prompt_set, builtin_sets
     from .quality import model_quality
     from .session import Session
+    from .sweep import SweepResult, sweep
     from .widgets import (
         ControlsView,
         Explorer,
         IDCurveView,
         MetricsView,
         ProjectionView,
+        SweepView,
         TokenHeatmapView,
     )
 

@@ -224,7 +224,9 @@ def _compute(job: ModelJob) -> tuple[pd.DataFrame, pd.DataFrame]:
     quality: dict[str, Any] = {c: math.nan for c in QUALITY_COLUMNS}
     quality["quality_note"] = "not measured (quality=False)"
     if opts.get("quality", True):
-        loaded = load_model(job.ref, device=extract_options["device"], dtype=extract_options["dtype"])
+        loaded = load_model(
+            job.ref, device=extract_options["device"], dtype=extract_options["dtype"]
+        )
         states = extract(loaded, job.prompts, **extract_options)
         quality = prompt_quality(
             loaded,
@@ -324,13 +326,17 @@ def _rank(values: np.ndarray) -> np.ndarray:
 
 
 def spearman(
-    x: Sequence[float], y: Sequence[float], *, n_boot: int = 2000, seed: int = 0
+    x: Sequence[float] | np.ndarray | pd.Series,
+    y: Sequence[float] | np.ndarray | pd.Series,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
 ) -> dict[str, float]:
     """Spearman's rank correlation with a 95% bootstrap interval over the pairs (models).
 
     Parameters
     ----------
-    x, y : sequence of float
+    x, y : sequence of float, array or Series
         One value per model; pairs with a NaN are left out.
     n_boot : int, default 2000
         Bootstrap replicates (resampling models with replacement).
@@ -766,7 +772,9 @@ def sweep(
     first = estimators[0]
     settings = {
         "prompts": prompt_set,
-        "estimator": first if isinstance(first, str) else (first[0] if isinstance(first, tuple) else "twonn"),
+        "estimator": first
+        if isinstance(first, str)
+        else (first[0] if isinstance(first, tuple) else "twonn"),
         "cloud": cloud,
         "drop_first": bool(drop_first),
         "max_tokens": max_tokens,
