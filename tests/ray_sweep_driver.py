@@ -104,14 +104,16 @@ def main() -> None:
     report["killed"] = killed
     report["entries"] = _entries(cfg["cache_ray"])
 
+    # Reconnect with a job-level setup hook: every worker of this job refuses forward passes.
+    ray.shutdown()
+    ray.init(
+        address=cfg["address"],
+        log_to_driver=False,
+        runtime_env={"worker_process_setup_hook": _forbid_forward},
+    )
     started = time.perf_counter()
     cached = sweep(
-        cfg["models"],
-        cfg["prompts"],
-        executor="ray",
-        cache_dir=cfg["cache_ray"],
-        runtime_env={"worker_process_setup_hook": _forbid_forward},
-        **common,
+        cfg["models"], cfg["prompts"], executor="ray", cache_dir=cfg["cache_ray"], **common
     )
     report["cached_seconds"] = time.perf_counter() - started
     ray.shutdown()

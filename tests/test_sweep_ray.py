@@ -32,6 +32,7 @@ pytest.importorskip("ray", reason="Ray is part of the test extra: pip install -e
 
 REPO = Path(__file__).resolve().parents[1]
 DRIVER = Path(__file__).with_name("ray_sweep_driver.py")
+SHIMS = Path(__file__).with_name("ray_shims")  # see ray_shims/rfc3987_syntax.py
 RAY = str(Path(sys.executable).with_name("ray"))
 HEAD_PORT = 26390
 # Fixed agent ports: a raylet given them does not wait for its agents to report theirs, which
@@ -50,29 +51,38 @@ def _can_unshare() -> bool:
     return done.returncode == 0
 
 
-def _marked(marker: str) -> list[int]:
+def _session_of(pid: str) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[3])  # field 6: session id
+
+
+def _marked(marker: str, session: int) -> list[int]:
+    """Pids of this run's cluster: the Unix session the run was started in (Ray's daemons,
+    agents and workers stay in it), or the run's marker in the environment (a process that
+    rewrites its title can overwrite its environment block, so the session comes first)."""
     needle = f"TOKENDIM_RAY_TEST={marker}".encode()
     pids = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                environ = Path(f"/proc/{entry}/environ").read_bytes()
-            except OSError:
-                continue
-            if needle in environ.split(b"\0"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+            if _session_of(entry) == session or needle in environ:
                 pids.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
     return pids
 
 
-def _stop_cluster(marker: str) -> None:
+def _stop_cluster(marker: str, session: int) -> None:
     """End this run's cluster processes by pid: SIGTERM, then SIGKILL after a grace period."""
     for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 1.0)):
-        pids = _marked(marker)
+        pids = _marked(marker, session)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + wait
-        while pids and _marked(marker) and time.monotonic() < deadline:
+        while pids and _marked(marker, session) and time.monotonic() < deadline:
             time.sleep(0.2)
 
 
@@ -99,19 +109,15 @@ def cluster_run(tiny_dir: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
     (out / "config.json").write_text(json.dumps(config))
     # Ray 2.60's raylet gives its agents a fixed 15 s to start and exits when they miss it; a
     # busy machine (or tests run under `nice`) makes them miss it. So the cluster starts at a
-    # raised priority and everything of this run goes back to low priority (by pid, through the
-    # run's marker) before any work: the workers the raylets start later inherit it.
+    # raised priority and everything of this run goes back to low priority (by pid, every
+    # process of the run's session) before any work: workers started later inherit it.
     script = f"""set -e
 ip link set lo up
 renice -n -10 -p $$ > /dev/null
 {RAY} start --head --num-cpus=1 --port={HEAD_PORT} --include-dashboard=false \
   --temp-dir={ray_tmp} {HEAD_PORTS} > {out}/head.log 2>&1
 {RAY} start --address=127.0.0.1:{HEAD_PORT} --num-cpus=1 {NODE_PORTS} > {out}/node.log 2>&1
-for p in /proc/[0-9]*; do
-  if grep -qz "^TOKENDIM_RAY_TEST={marker}$" "$p/environ" 2> /dev/null; then
-    renice -n 10 -p "${{p#/proc/}}" > /dev/null 2>&1 || true
-  fi
-done
+for pid in $(ps -o pid= -s $$); do renice -n 10 -p "$pid" > /dev/null 2>&1 || true; done
 {sys.executable} {DRIVER} {out}/config.json
 """
     env = dict(os.environ)
@@ -121,29 +127,34 @@ done
         RAY_USAGE_STATS_ENABLED="0",
         # A busy machine (CI, shared runners) starts a raylet slowly: wait for it.
         RAY_raylet_start_wait_time_s="300",
-        PYTHONPATH=os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p),
+        PYTHONPATH=os.pathsep.join(p for p in (str(SHIMS), str(REPO), env.get("PYTHONPATH")) if p),
+    )
+    # A session of its own (its id is the leader's pid): teardown finds every cluster process.
+    proc = subprocess.Popen(
+        ["unshare", "-n", "bash", "-c", script],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
-        done = subprocess.run(
-            ["unshare", "-n", "bash", "-c", script],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        _, stderr = proc.communicate(timeout=900)
     finally:
-        _stop_cluster(marker)
+        proc.kill()
+        proc.wait()
+        _stop_cluster(marker, proc.pid)
         raylet = Path(ray_tmp, "session_latest", "logs", "raylet.out")
         if raylet.exists():
             (out / "raylet.log").write_text(raylet.read_text(errors="replace")[-3000:])
         shutil.rmtree(ray_tmp, ignore_errors=True)
-    if done.returncode != 0:
+    if proc.returncode != 0:
         logs = "".join(
             f"\n--- {name}\n{(out / name).read_text()[-3000:]}"
             for name in ("head.log", "node.log", "raylet.log")
             if (out / name).exists()
         )
-        pytest.fail(f"cluster run failed ({done.returncode}):\n{done.stderr[-4000:]}{logs}")
+        pytest.fail(f"cluster run failed ({proc.returncode}):\n{stderr[-4000:]}{logs}")
     yield out
 
 
