@@ -40,7 +40,13 @@ def _random_gpt2(folder: Path) -> str:
     tokenizer = tf.AutoTokenizer.from_pretrained(resolve_model("minilm-l6").source)
     torch.manual_seed(0)
     config = tf.GPT2Config(
-        vocab_size=len(tokenizer), n_positions=512, n_embd=384, n_layer=6, n_head=6
+        vocab_size=len(tokenizer),
+        n_positions=512,
+        n_embd=384,
+        n_layer=6,
+        n_head=6,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
     )
     model = tf.GPT2LMHeadModel(config)
     model.config.architectures = ["GPT2LMHeadModel"]
