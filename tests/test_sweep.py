@@ -82,7 +82,7 @@ def test_sweep_matches_each_model_alone(
 def test_failed_model_does_not_stop_the_sweep(tiny_dir: Any, tmp_path: Any) -> None:
     ticks: list[tuple[int, int, str]] = []
     result = sweep(
-        {"gpt2": tiny_dir("gpt2"), "nope": "no-such-model-alias-xyz"},
+        {"gpt2": tiny_dir("gpt2"), "nope": "./no-such-model-xyz"},
         PROMPTS,
         quality=False,
         cache_dir=tmp_path,
@@ -91,7 +91,7 @@ def test_failed_model_does_not_stop_the_sweep(tiny_dir: Any, tmp_path: Any) -> N
     assert ticks == [(1, 2, "gpt2"), (2, 2, "nope")]
     assert list(result.models["status"]) == ["computed", "failed"]
     assert list(result.errors["model"]) == ["nope"]
-    assert "no-such-model-alias-xyz" in result.errors["error"].iloc[0]
+    assert "no-such-model-xyz" in result.errors["error"].iloc[0]
     assert set(result.curves["model"]) == {"gpt2"}
     assert result.metrics["quality_note"].iloc[0].startswith("not measured")
 
@@ -198,7 +198,7 @@ def test_cli_sweep_writes_a_report(tiny_dir: Any, tmp_path: Any, capsys: Any) ->
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(p for p in PROMPTS if "\n" not in p) + "\n")
     out = tmp_path / "out"
-    argv = ["sweep", "--model", tiny_dir("gpt2"), "--model", "no-such-model-alias-xyz"]
+    argv = ["sweep", "--model", tiny_dir("gpt2"), "--model", "./no-such-model-xyz"]
     argv += ["--prompts", str(prompts), "--no-quality", "--format", "csv", "--out", str(out)]
     argv += ["--cache-dir", str(tmp_path / "cache")]
     assert main(argv) == 1  # one model failed: reported, the other written
@@ -207,4 +207,4 @@ def test_cli_sweep_writes_a_report(tiny_dir: Any, tmp_path: Any, capsys: Any) ->
     assert (out / "curves.csv").exists() and (out / "summary.txt").exists()
     captured = capsys.readouterr()
     assert "1 model(s) failed" in captured.err
-    assert "no-such-model-alias-xyz: failed" in captured.out
+    assert "./no-such-model-xyz: failed" in captured.out
