@@ -39,6 +39,10 @@ _EXPORTS: dict[str, str] = {
     "local_id": "analysis",
     "summarize": "analysis",
     "compare": "analysis",
+    "convergence": "analysis",
+    "null_curves": "analysis",
+    "peak_probabilities": "analysis",
+    "format_metrics": "analysis",
     "Session": "session",
     "export_html": "export",
     "export_data": "export",
@@ -48,6 +52,9 @@ _EXPORTS: dict[str, str] = {
     "TokenHeatmapView": "widgets",
     "MetricsView": "widgets",
     "ControlsView": "widgets",
+    "SweepView": "widgets",
+    "sweep": "sweep",
+    "SweepResult": "sweep",
 }
 
 __all__ = [
@@ -64,6 +71,8 @@ __all__ = [
     "ProjectionView",
     "PromptSet",
     "Session",
+    "SweepResult",
+    "SweepView",
     "TokenHeatmapView",
     "TokendimError",
     "TwoNN",
@@ -72,21 +81,35 @@ __all__ = [
     "build_graph",
     "builtin_sets",
     "compare",
+    "convergence",
     "export_data",
     "export_html",
     "extract",
+    "format_metrics",
     "id_curve",
     "list_aliases",
     "load_model",
     "local_id",
     "make_estimator",
     "model_quality",
+    "null_curves",
+    "peak_probabilities",
     "random_init_states",
     "summarize",
+    "sweep",
 ]
 
 if TYPE_CHECKING:
-    from .analysis import compare, id_curve, local_id, summarize
+    from .analysis import (
+        compare,
+        convergence,
+        format_metrics,
+        id_curve,
+        local_id,
+        null_curves,
+        peak_probabilities,
+        summarize,
+    )
     from .errors import Cancelled, TokendimError
     from .estimators import GRIDE, MLE, CorrelationDimension, PCADimension, TwoNN, make_estimator
     from .export import export_data, export_html
@@ -97,12 +120,14 @@ if TYPE_CHECKING:
     from .prompts import PromptSet, as_prompt_set, builtin_sets
     from .quality import model_quality
     from .session import Session
+    from .sweep import SweepResult, sweep
     from .widgets import (
         ControlsView,
         Explorer,
         IDCurveView,
         MetricsView,
         ProjectionView,
+        SweepView,
         TokenHeatmapView,
     )
 

@@ -6,6 +6,9 @@
     paper's metrics. Runs offline on a laptop CPU in about a minute.
 ``tokendim curve``
     The same for any model, prompt set and estimators, with the curves written to CSV.
+``tokendim sweep``
+    Many models on the same prompts (locally or on a Ray cluster): curves, metrics and quality
+    of each, written as tables and a text summary.
 ``tokendim report``
     The whole pipeline of the Explorer, headless, with progress: writes a standalone HTML report
     (the linked views, interactive and offline), the data files (curves, metrics, local-ID
@@ -172,6 +175,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--verbose", action="store_true", help="show library warnings and error tracebacks"
     )
+    from . import sweep_cli
+
+    sweep_cli.add_parser(sub)
     return parser
 
 
@@ -182,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             with _quiet_libraries(verbose=args.verbose):
                 return _report(args)
+        if args.command == "sweep":
+            from . import sweep_cli
+
+            return sweep_cli.run(args)
         return _run(args)
     except TokendimError as exc:
         # One line: messages that list a pip command on its own line are joined.

@@ -1,5 +1,5 @@
 // anywidget entry point: one bundle for every view. `render` dispatches on the `_view` trait
-// ("explorer", "curve", "scatter", "heatmap", "metrics", "controls").
+// ("explorer", "curve", "scatter", "heatmap", "metrics", "controls", "sweep").
 
 import { ExportRegistry, TokenStore, type View, type ViewContext } from "./context";
 import { ControlsView } from "./controls";
@@ -10,10 +10,11 @@ import { HeatmapView } from "./heatmap";
 import { MetricsView } from "./metrics";
 import { getString, type WidgetModel } from "./model";
 import { ScatterView } from "./scatter";
+import { SweepView } from "./sweep";
 import { ensureStyles } from "./styles";
 import { ThemeController } from "./theme";
 
-export type ViewName = "explorer" | "curve" | "scatter" | "heatmap" | "metrics" | "controls";
+export type ViewName = "explorer" | "curve" | "scatter" | "heatmap" | "metrics" | "controls" | "sweep";
 
 const VIEWS: Record<ViewName, new (ctx: ViewContext) => View> = {
   explorer: ExplorerView,
@@ -22,6 +23,7 @@ const VIEWS: Record<ViewName, new (ctx: ViewContext) => View> = {
   heatmap: HeatmapView,
   metrics: MetricsView,
   controls: ControlsView,
+  sweep: SweepView,
 };
 
 /** What `render` leaves behind: the views and a cleanup (also returned to anywidget). */

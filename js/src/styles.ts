@@ -194,6 +194,12 @@ export const CSS = `
 .tdw-root .tdw-area-right { grid-area: right; }
 .tdw-root .tdw-area-bottom { grid-area: bottom; }
 .tdw-root .tdw-unknown { color: var(--tdw-error-fg); padding: 8px; }
+.tdw-root .tdw-sweep-panels { display: flex; flex-wrap: wrap; gap: 8px; }
+.tdw-root .tdw-sweep-panels svg { flex: 1 1 320px; max-width: 520px; height: auto; }
+.tdw-root .tdw-sweep text { fill: var(--tdw-fg); font-size: 10px; }
+.tdw-root .tdw-sweep-legend { display: flex; flex-wrap: wrap; gap: 4px; margin: 4px 0; }
+.tdw-root .tdw-sweep-item { background: none; color: var(--tdw-fg); border: 1px solid var(--tdw-border, #ccc); padding: 1px 6px; cursor: pointer; font: inherit; }
+.tdw-root .tdw-sweep-item.tdw-selected { font-weight: 600; }
 `;
 
 const injected = new WeakSet<Node>();

@@ -1,5 +1,6 @@
 """The notebook views: one anywidget class per view, and the composed Explorer."""
 
+from .sweep_view import SweepView
 from .views import (
     ControlsView,
     Explorer,
@@ -17,5 +18,6 @@ __all__ = [
     "MetricsView",
     "ProjectionView",
     "SessionView",
+    "SweepView",
     "TokenHeatmapView",
 ]
