@@ -89,10 +89,10 @@ class GraphCache:
         Duplicate-merge threshold relative to each cloud's RMS radius. Default: from the
         precision the states were computed in (:func:`layer_rtol`).
     staged : bool, default False
-        Build a layer's first graph with only the neighbours asked for (TwoNN's curve needs
-        two: a few times cheaper than ``capacity``), and search again at ``capacity`` on the
-        first request for more. The neighbours and curves are the same either way; only
-        when they are ready changes. The session uses it so that its first curve comes early.
+        Build a layer's first graph with only the neighbours asked for (at least
+        ``first_k``), and search again at ``capacity`` on the first request for more. The
+        neighbours and curves are the same either way; only when they are ready changes. The
+        session uses it so that its first pass searches only what it shows.
 
     Examples
     --------
@@ -117,6 +117,9 @@ class GraphCache:
     ) -> None:
         self.hidden_states = hidden_states
         self.staged = bool(staged)
+        #: With ``staged``: the fewest neighbours a layer's first graph holds (the session sets
+        #: what its first pass needs: the curve, the local IDs and UMAP).
+        self.first_k = 1
         self.device = device
         self.capacity = int(capacity)
         self.rtol = None if rtol is None else float(rtol)
@@ -186,7 +189,7 @@ class GraphCache:
             )
         want = max(int(k), min(self.capacity, len(rows) - 1))
         if self.staged and first:
-            want = min(int(k), len(rows) - 1)
+            want = max(1, min(max(int(k), self.first_k), len(rows) - 1))
         X = self.points(layer, rows, spec.metric)
         graph = build_capped(X, want, device=self.device, rtol=self.rtol_for(X))
         with self._lock:

@@ -448,6 +448,9 @@ class Session(t.HasTraits):
                 projection_layer=layer,
             )
 
+        # The first pass's graphs hold what it shows (the curve, the local IDs, UMAP); a later
+        # request for more neighbours (a larger k) deepens them to the full capacity once.
+        graphs.first_k = max(int(snap["k"]), proj.UMAP_NEIGHBORS)
         curve, overlays = self._curves(snap, states, graphs)
         self._publish_curves(curve, overlays, snap)
         if self._layer_auto and self.layer < 0:
