@@ -56,7 +56,7 @@ def _random_gpt2(folder: Path) -> str:
 
 
 def _inner(args: argparse.Namespace) -> None:
-    from tokendim_widgets.sweep import sweep
+    from tokendim_widgets.sweeps import sweep
 
     models = json.loads(args.models)
     if args.inner == "ray":

@@ -20,7 +20,7 @@ from typing import Any
 import ray
 
 from tokendim_widgets.store import Store
-from tokendim_widgets.sweep import sweep
+from tokendim_widgets.sweeps import sweep
 
 
 def _marked_tasks(marker: bytes) -> list[int]:

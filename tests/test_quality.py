@@ -67,8 +67,8 @@ def test_encoders_have_no_next_token_loss(tiny) -> None:
 
 
 def test_nothing_to_predict(tiny) -> None:
-    # Truncated to one token (the BOS), no prompt has a next token.
-    with pytest.raises(TokendimError, match="no next token"):
+    # Truncated to one token (the BOS), no prompt has a next token: refused before the run.
+    with pytest.raises(TokendimError, match="no room for text"):
         model_quality(tiny("gpt2"), ["a b", "c d"], max_length=1)
 
 

@@ -12,7 +12,7 @@ import pytest
 from tokendim_widgets import TokendimError
 from tokendim_widgets.analysis import id_curve, summarize
 from tokendim_widgets.extraction import extract
-from tokendim_widgets.sweep import spearman, sweep
+from tokendim_widgets.sweeps import spearman, sweep
 
 # Text the tiny tokenizers know (as in conftest.CORPUS), each prompt a few dozen tokens.
 PROMPTS = [
@@ -139,7 +139,7 @@ def test_spearman_interval() -> None:
 
 
 def _result() -> Any:
-    from tokendim_widgets.sweep import SweepResult
+    from tokendim_widgets.sweeps import SweepResult
 
     curves = pd.DataFrame(
         {

@@ -53,8 +53,8 @@ _EXPORTS: dict[str, str] = {
     "MetricsView": "widgets",
     "ControlsView": "widgets",
     "SweepView": "widgets",
-    "sweep": "sweep",
-    "SweepResult": "sweep",
+    "sweep": "sweeps",
+    "SweepResult": "sweeps",
 }
 
 __all__ = [
@@ -120,7 +120,7 @@ if TYPE_CHECKING:
     from .prompts import PromptSet, as_prompt_set, builtin_sets
     from .quality import model_quality
     from .session import Session
-    from .sweep import SweepResult, sweep
+    from .sweeps import SweepResult, sweep
     from .widgets import (
         ControlsView,
         Explorer,

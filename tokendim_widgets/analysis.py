@@ -1045,6 +1045,17 @@ def null_curves(
     -------
     dict of str to pandas.DataFrame
         One curve per control, labelled in its ``attrs["model"]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tokendim_widgets import HiddenStates
+    >>> rng = np.random.default_rng(0)
+    >>> planes = [rng.normal(size=(400, d)) @ rng.normal(size=(d, 16)) for d in (2, 5)]
+    >>> hs = HiddenStates.from_arrays(np.stack(planes).astype("float32"))
+    >>> null = null_curves(hs, "twonn", drop_first=False)["gaussian"]
+    >>> [round(x) for x in null["dimension"]]  # a Gaussian of the same covariance
+    [2, 5]
     """
     out: dict[str, pd.DataFrame] = {}
     for control in controls:

@@ -36,23 +36,38 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="NAME",
         help="estimator (repeatable): twonn, mle, gride, correlation, pca (default twonn)",
     )
-    parser.add_argument("--cloud", default="all", choices=["all", "last", "per_prompt"])
+    parser.add_argument(
+        "--cloud",
+        default="all",
+        choices=["all", "last", "per_prompt"],
+        help="which tokens form each layer's cloud (default: all)",
+    )
     parser.add_argument("--max-tokens", type=int, default=None, help="subsample to N tokens")
     parser.add_argument("--no-quality", action="store_true", help="skip loss / bits per byte")
-    parser.add_argument("--executor", default="local", choices=["local", "ray"])
+    parser.add_argument(
+        "--executor",
+        default="local",
+        choices=["local", "ray"],
+        help="local: one model after another here; ray: one task per model on a Ray cluster",
+    )
     parser.add_argument(
         "--address", default=None, help="Ray cluster address (default: start a local Ray)"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--cache-dir", default=None, help="cache folder, shared by all nodes")
-    parser.add_argument("--format", choices=["parquet", "csv"], default=None)
+    parser.add_argument(
+        "--format",
+        choices=["parquet", "csv"],
+        default=None,
+        help="data files' format (default: parquet when pyarrow is installed, else csv)",
+    )
     parser.add_argument("--out", type=Path, default=Path("tokendim-sweep"), help="output folder")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``sweep`` subcommand; returns the exit status."""
-    from .sweep import sweep
+    from .sweeps import sweep
 
     result = sweep(
         args.models,

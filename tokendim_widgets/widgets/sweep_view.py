@@ -1,7 +1,7 @@
 """The multi-model view of a sweep: curves on relative depth, working dimension against quality.
 
 Unlike the session views it observes no session: it shows a finished
-:class:`~tokendim_widgets.sweep.SweepResult`. Clicking a model sets ``selected_model``;
+:class:`~tokendim_widgets.sweeps.SweepResult`. Clicking a model sets ``selected_model``;
 :meth:`SweepView.session` and :meth:`SweepView.explorer` open that model's layers.
 """
 
@@ -15,7 +15,7 @@ import pandas as pd
 import traitlets as t
 
 from ..errors import TokendimError
-from ..sweep import SweepResult
+from ..sweeps import SweepResult
 from .views import STATIC
 
 

@@ -391,6 +391,12 @@ class SweepResult:
         ``error``, ``seconds``, ``worker``.
     settings : dict
         The prompts and options of the sweep (used by :meth:`session`).
+
+    Examples
+    --------
+    >>> result = sweep(["smollm2-135m", "minilm-l6"], "narrative")  # doctest: +SKIP
+    >>> result.models[["model", "status"]]  # doctest: +SKIP
+    >>> result.correlation()  # Spearman of working dimension and bits per byte  # doctest: +SKIP
     """
 
     curves: pd.DataFrame
