@@ -110,7 +110,10 @@ def test_graph_blocks_cover_every_point(cloud: tuple) -> None:
     one = build_graph(rng.normal(size=(1000, 4)), 10, device="cpu")
     blocks = graph_blocks(one.indices, 25, 0)
     assert 20 <= blocks.max() + 1 <= 30
-    assert np.mean(blocks[one.indices[:, 0]] == blocks) > 0.6
+    assert np.mean(blocks[one.indices[:, 1]] == blocks) > 0.6
+    # A point and its nearest neighbour share their distance: never split.
+    assert np.array_equal(blocks[one.indices[:, 0]], blocks)
+    assert np.array_equal(labels[graph.indices[:, 0]], labels)
 
 
 def test_bootstrap_interval_kinds() -> None:
