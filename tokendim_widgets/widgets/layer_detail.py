@@ -56,7 +56,10 @@ def _rows(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
     out = []
     for record in frame[columns].to_dict("records"):
         out.append(
-            {k: (_num(v) if isinstance(v, (float, np.floating)) else v) for k, v in record.items()}
+            {
+                str(k): (_num(v) if isinstance(v, (float, np.floating)) else v)
+                for k, v in record.items()
+            }
         )
     return out
 
@@ -92,7 +95,7 @@ class LayerDetail(anywidget.AnyWidget):
     >>> detail = LayerDetail(session)  # doctest: +SKIP
     >>> detail.window = [80.0, 140.0]  # doctest: +SKIP
     >>> detail.window_fit["dimension"]  # doctest: +SKIP
-    >>> detail.select_prompt(3)  # the session's selected_tokens: prompt 3's tokens  # doctest: +SKIP
+    >>> detail.select_prompt(3)  # session.selected_tokens: prompt 3's  # doctest: +SKIP
     """
 
     _esm = _bundle()
@@ -139,7 +142,9 @@ class LayerDetail(anywidget.AnyWidget):
         session.observe(self._on_selection, names="selected_tokens")
         self.observe(self._on_window, names="window")
         self.on_msg(self._on_message)
-        self._thread = threading.Thread(target=self._loop, name="tokendim-layer-detail", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name="tokendim-layer-detail", daemon=True
+        )
         self._thread.start()
         self._on_session()
 
