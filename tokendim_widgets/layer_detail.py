@@ -309,7 +309,7 @@ def correlation_counts(
     ----------
     n_radii : int, default 64
         Radii of each of two log-spaced grids: one from half the smallest neighbour distance
-        to the cloud's diameter, one from the default window's ends / 1.5 to x 1.5.
+        to the cloud's diameter, one from the default window's ends / 1.25 to x 1.25.
     max_points : int, default 6000
         Above this many distinct points, a seeded random subset is counted (all its pairs:
         the cost is ``max_points**2`` distances).
@@ -352,7 +352,7 @@ def correlation_counts(
     # A coarse grid over every scale, and a fine one around the default window, where token
     # clouds' windows are narrow (the 10th and 20th neighbours are often only 5% apart).
     top = max(diameter, smallest * 4.0)
-    around = np.geomspace(max(window[0] / 1.5, smallest / 2.0), min(window[1] * 1.5, top), n_radii)
+    around = np.geomspace(max(window[0] / 1.25, smallest / 2), min(window[1] * 1.25, top), n_radii)
     radii = np.unique(np.concatenate([np.geomspace(smallest / 2.0, top, n_radii), around]))
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu")
     if device not in ("auto", "cpu"):

@@ -7,7 +7,7 @@
 import type { View, ViewContext } from "./context";
 import { h, svg } from "./dom";
 import { getInt, getObjectList, Subscriptions, ThrottledSaver } from "./model";
-import { formatValue, linearScale, niceDomain, ticks, type LinearScale } from "./scales";
+import { formatTick, formatValue, linearScale, niceDomain, ticks, type LinearScale } from "./scales";
 
 const W = 360;
 const H = 220;
@@ -344,8 +344,11 @@ export class LayerDetailView implements View {
     this.el.append(style, header, grid);
 
     const commit = (): void => {
-      const lo = Number(this.loInput.value);
-      const hi = Number(this.hiInput.value);
+      // A field left as shown keeps its exact value (the text is rounded).
+      const read = (input: HTMLInputElement, current: number | undefined): number =>
+        current !== undefined && input.value === formatValue(current, 4) ? current : Number(input.value);
+      const lo = read(this.loInput, this.win?.[0]);
+      const hi = read(this.hiInput, this.win?.[1]);
       if (lo > 0 && hi > lo) this.setWindow([lo, hi], true);
       else this.fillInputs();
     };
@@ -431,10 +434,12 @@ export class LayerDetailView implements View {
 
   private frame(root: SVGSVGElement, sx: (v: number) => number, xt: number[], xfmt: (v: number) => string, sy: LinearScale, xLabel: string, yLabel: string): void {
     const doc = this.ctx.doc;
-    for (const t of ticks(sy.domain[0], sy.domain[1], 4)) {
+    const yt = ticks(sy.domain[0], sy.domain[1], 4);
+    const step = yt.length > 1 ? yt[1] - yt[0] : 1;
+    for (const t of yt) {
       root.appendChild(svg(doc, "line", { x1: X0, x2: X1, y1: sy(t), y2: sy(t), class: "tdw-ld-grid" }));
       const label = svg(doc, "text", { x: X0 - 4, y: sy(t) + 3, "text-anchor": "end" });
-      label.textContent = formatValue(t, 3);
+      label.textContent = formatTick(t, step);
       root.appendChild(label);
     }
     for (const t of xt) {
@@ -682,7 +687,9 @@ export class LayerDetailView implements View {
     // Histogram above, strip of prompts below (the bottom quarter of the plot).
     const stripTop = Y0 - (Y0 - Y1) * 0.28;
     const sy = linearScale([0, Math.max(1, ...counts) * 1.1], [stripTop - 4, Y1]);
-    this.frame(root, sx, ticks(lo, hi, 5), (v) => formatValue(v, 3), sy, "intrinsic dimension of the prompt", "prompts");
+    const xt = ticks(lo, hi, 5);
+    const xStep = xt.length > 1 ? xt[1] - xt[0] : 1;
+    this.frame(root, sx, xt, (v) => formatTick(v, xStep), sy, "intrinsic dimension of the prompt", "prompts");
     const bw = (X1 - X0) / bins;
     counts.forEach((n, b) => {
       if (n === 0) return;

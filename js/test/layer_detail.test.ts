@@ -157,11 +157,16 @@ describe("layer detail view", () => {
     view.loInput.dispatchEvent(new Event("change"));
     expect(model.get("window")).toEqual([0.2, 0.8]);
     expect(model.saved.at(-1)?.window).toEqual([0.2, 0.8]);
+    // Typing one end keeps the other's exact value, not its rounded text.
+    model.set("window", [0.123456789, 0.8]);
+    view.hiInput.value = "0.9";
+    view.hiInput.dispatchEvent(new Event("change"));
+    expect(model.get("window")).toEqual([0.123456789, 0.9]);
     const saves = model.saved.length;
     view.hiInput.value = "0.1";
     view.hiInput.dispatchEvent(new Event("change"));
     expect(model.saved.length).toBe(saves);
-    expect(view.hiInput.value).toBe("0.8000");
+    expect(view.hiInput.value).toBe("0.9000");
   });
 
   it("moves a window edge by dragging it", () => {
