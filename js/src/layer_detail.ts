@@ -232,7 +232,7 @@ const STYLE = `
 .tdw-root .tdw-ld .tdw-ld-prompt.tdw-ld-selected { fill: var(--tdw-selection); fill-opacity: 1; stroke: var(--tdw-fg); stroke-width: 1; }
 .tdw-root .tdw-ld .tdw-ld-bar { fill: var(--tdw-muted); fill-opacity: 0.35; }
 .tdw-root .tdw-ld .tdw-ld-window { fill: var(--tdw-accent); fill-opacity: 0.1; }
-.tdw-root .tdw-ld .tdw-ld-edge { stroke: var(--tdw-fg); stroke-width: 1.5; stroke-dasharray: 3 2; }
+.tdw-root .tdw-ld .tdw-ld-edge { stroke: var(--tdw-fg); stroke-width: 1.5; stroke-dasharray: 3 2; pointer-events: none; }
 .tdw-root .tdw-ld .tdw-ld-handle { fill: transparent; cursor: ew-resize; touch-action: none; }
 .tdw-root .tdw-ld .tdw-ld-handle:hover + .tdw-ld-edge, .tdw-root .tdw-ld .tdw-ld-edge.tdw-ld-dragging { stroke-width: 3; }
 .tdw-root .tdw-ld .tdw-ld-fit { stroke: var(--tdw-selection); stroke-width: 2; }
