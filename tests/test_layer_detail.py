@@ -18,6 +18,7 @@ from tokendim_widgets.layer_detail import (
     layer_convergence,
     prompt_ids,
 )
+from tokendim_widgets.widgets import ProjectionView
 from tokendim_widgets.widgets.layer_detail import LayerDetail
 
 
@@ -170,10 +171,13 @@ def test_layer_detail_window_and_prompt_selection(session):
         assert detail.window_fit["dimension"] != pytest.approx(first)
         detail.window = [lo, lo * 1.0000001]
         assert "error" in detail.window_fit
-        # A click on prompt 4 in the browser sends this message.
+        # A click on prompt 4 in the browser sends this message; the session's other views
+        # (here the projection) receive the selection.
+        scatter = ProjectionView(session)
         detail._handle_custom_msg({"type": "select_prompt", "prompt": 4}, [])
         rows = np.flatnonzero(session.hidden_states.tokens["prompt"].to_numpy() == 4)
         assert np.array_equal(np.sort(session.selected_tokens), rows)
+        assert np.array_equal(np.sort(np.asarray(scatter.selected_tokens)), rows)
         assert detail.selected_prompts == [4]
         detail._handle_custom_msg({"type": "select_prompt", "prompt": None}, [])
         assert len(session.selected_tokens) == 0 and detail.selected_prompts == []
