@@ -12,6 +12,7 @@ from scipy.spatial.distance import pdist
 
 from tokendim_widgets import HiddenStates, Session
 from tokendim_widgets.errors import TokendimError
+from tokendim_widgets.graphs import GraphCache
 from tokendim_widgets.layer_detail import (
     correlation_counts,
     gride_scales,
@@ -140,9 +141,11 @@ def test_layer_detail_follows_the_session_layer(session):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         session.run().wait(120)
-        detail = LayerDetail(session, device="cpu").wait(120)
+        graphs = GraphCache(session.hidden_states, device="cpu")
+        detail = LayerDetail(session, device="cpu", graphs=graphs).wait(120)
         try:
             assert detail.layer == 1
+            assert graphs.searches > 0  # the shared cache served the panels
             assert set(detail.panel_status.values()) == {"ready"}, detail.panel_status
             assert [row["n1"] for row in detail.scale_curve] == [1, 2, 4, 8, 16]
             six = detail.scale_curve[0]["dimension"]

@@ -89,6 +89,9 @@ class LayerDetail(anywidget.AnyWidget):
     min_prompt_tokens : int, default 16
         Prompts with fewer tokens get no estimate of their own (listed in a note).
     device : str, default "auto"
+    graphs : GraphCache, optional
+        A cache of neighbour graphs to share (e.g. the session's): used while its hidden
+        states are the session's, so the layer's graph is not searched twice.
 
     Examples
     --------
@@ -122,6 +125,7 @@ class LayerDetail(anywidget.AnyWidget):
         scales: tuple[int, ...] = (1, 2, 4, 8, 16),
         min_prompt_tokens: int = 16,
         device: str = "auto",
+        graphs: GraphCache | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -136,8 +140,9 @@ class LayerDetail(anywidget.AnyWidget):
         self._idle.set()
         self._closed = False
         self._generation = 0
-        self._graphs: GraphCache | None = None
+        self._graphs: GraphCache | None = graphs
         self._prompt_rows: dict[int, np.ndarray] = {}
+        self._rows_of: Any = None
         session.observe(self._on_session, names=list(self._OBSERVED))
         session.observe(self._on_selection, names="selected_tokens")
         self.observe(self._on_window, names="window")
@@ -207,6 +212,8 @@ class LayerDetail(anywidget.AnyWidget):
         s = self.session
         if self._graphs is None or self._graphs.hidden_states is not states:
             self._graphs = GraphCache(states, device=self.device)
+        if not self._prompt_rows or self._rows_of is not states:
+            self._rows_of = states
             prompts = states.tokens["prompt"].to_numpy()
             self._prompt_rows = {
                 int(p): np.flatnonzero(prompts == p) for p in np.unique(prompts).tolist()
