@@ -43,6 +43,7 @@ import pandas as pd
 from ._device import cuda_memory, free_memory, is_out_of_memory, resolve_device, resolve_dtype
 from .errors import Cancelled, TokendimError
 from .hidden_states import HiddenStates, layer_file
+from .progress import ProgressCallback, TokenProgress
 
 if TYPE_CHECKING:
     import torch
@@ -55,7 +56,8 @@ FINAL_NORM_OPTIONS = ("model", "pre_norm")
 # (Llama/Mistral/Qwen/Gemma: norm; GPT-2/GPT-J/Bloom: ln_f; Phi/OPT/GPT-NeoX: final_*).
 _FINAL_NORM_NAMES = ("norm", "ln_f", "final_layernorm", "final_layer_norm", "norm_f", "final_norm")
 
-ProgressCallback = Callable[[int, int, float], Any]
+#: Token progress of extraction and model quality (the name quality.py imports from here).
+Progress = TokenProgress
 CancelLike = threading.Event | Callable[[], bool] | None
 
 
@@ -346,43 +348,6 @@ def _free_accelerator_memory() -> None:
     free_memory()
 
 
-class Progress:
-    """Reports tokens done: a tqdm.auto bar, a user callback, or nothing."""
-
-    def __init__(self, progress: bool | ProgressCallback | None, total: int, desc: str) -> None:
-        self.total = total
-        self.done = 0
-        self.started = time.perf_counter()
-        self._bar: Any = None
-        self._callback: ProgressCallback | None = None
-        if callable(progress):
-            self._callback = progress
-        elif progress:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=total, unit="tok", unit_scale=True, desc=desc, leave=True)
-        self._report()
-
-    @property
-    def rate(self) -> float:
-        elapsed = time.perf_counter() - self.started
-        return self.done / elapsed if elapsed > 0 else 0.0
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        if self._bar is not None:
-            self._bar.update(n)
-        self._report()
-
-    def _report(self) -> None:
-        if self._callback is not None:
-            self._callback(self.done, self.total, self.rate)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
 Finalizer = Callable[[], None]
 
 
@@ -392,16 +357,20 @@ def run_batches(
     step: Callable[[list[int]], Finalizer | None],
     *,
     should_stop: Callable[[], bool],
-    progress: Progress,
+    progress: TokenProgress,
     order: Sequence[int] | None = None,
+    on_done: Callable[[list[int], int], Any] | None = None,
 ) -> int:
     """Run ``step`` over token-budget batches, halving the budget on out-of-memory errors.
 
     ``step(batch)`` runs one batch and may return a finalizer that completes it later (the
     device copy of batch ``i`` completes while batch ``i + 1`` computes). Finalizers run in
-    batch order; progress advances when a batch is finalized. After an out-of-memory error
-    every batch not yet run is planned again under the halved budget, not only the one that
-    failed (the later ones would fail the same way).
+    batch order; progress advances when a batch is finalized, and then ``on_done(batch,
+    budget)`` is called (the extraction records it for a resumed run). After an
+    out-of-memory error every batch not yet run is planned again under the halved budget,
+    not only the one that failed (the later ones would fail the same way). Batches are
+    planned from the longest sequence down, so the batches not yet done are planned exactly
+    as a new call over them would plan them: a resumed run repeats the same batches.
 
     Returns
     -------
@@ -425,10 +394,13 @@ def run_batches(
         if finalizer is not None:
             finalizer()
         progress.advance(sum(lengths[i] for i in batch))
+        if on_done is not None:
+            on_done(batch, budget)
 
     while queue:
         if should_stop():
-            raise Cancelled("Stopped at the user's request; nothing was cached.")
+            finish(pending)  # its results are computed: keep them for a resumed run
+            raise Cancelled(_STOPPED)
         batch = queue.popleft()
         out_of_memory = False
         try:
@@ -456,8 +428,14 @@ def run_batches(
         pending = (finalizer, batch)
     finish(pending)
     if should_stop():
-        raise Cancelled("Stopped at the user's request; nothing was cached.")
+        raise Cancelled(_STOPPED)
     return budget
+
+
+_STOPPED = (
+    "Stopped at the user's request; the batches done are kept in the cache folder and the "
+    "same call resumes from them."
+)
 
 
 # ---- model placement and identity ------------------------------------------------------
@@ -888,7 +866,14 @@ def extract(
         from .models import load_model
 
         assert ref is not None
-        loaded = load_model(model, device=device, dtype=dtype, progress=progress is True)
+        loaded = load_model(
+            model,
+            device=device,
+            dtype=dtype,
+            progress=progress is True,
+            cache=cache,
+            cache_dir=cache_dir,
+        )
         if on_load is not None:
             on_load(loaded)
         if key is None:  # a hub model at a branch: its commit is known once downloaded
@@ -983,19 +968,39 @@ def _run(
     except ImportError:  # pragma: no cover
         pass
 
-    writer = store.writer(NAMESPACE, key) if (store is not None and key is not None) else None
+    run_order = [p for p in range(len(ids)) if plan.run_length[p] > 0]
+    total_tokens = sum(plan.run_length[p] for p in run_order)
+    writer = None
+    if store is not None and key is not None:
+        # What the partial result of an interrupted run must match to be resumed.
+        request = {
+            "rows": n_rows,
+            "width": width,
+            "layers": layer_ids,
+            "device": str(torch_device),
+            "versions": f"torch={torch.__version__},{model_info.get('transformers_version')}",
+            "plan": hashlib.sha256(
+                json.dumps([plan.run_length, plan.offset.tolist()]).encode()
+            ).hexdigest(),
+        }
+        writer = store.resumable_writer(NAMESPACE, key, request)
     try:
         if writer is not None:
-            writer.reserve(len(layer_ids) * n_rows * width * 4)
+            if not writer.resumed:
+                writer.reserve(len(layer_ids) * n_rows * width * 4)
             outputs: list[np.ndarray] = [
                 writer.create_array(layer_file(j), (n_rows, width), np.float32)
                 for j in range(len(layer_ids))
             ]
+            done = {int(p) for batch in writer.done_items() for p in batch}
         else:
             outputs = [np.empty((n_rows, width), dtype=np.float32) for _ in layer_ids]
-        run_order = [p for p in range(len(ids)) if plan.run_length[p] > 0]
-        total_tokens = sum(plan.run_length[p] for p in run_order)
-        bar = Progress(progress, total_tokens, desc=f"hidden states of {model_id}")
+            done = set()
+        todo = [p for p in run_order if p not in done]
+        initial = total_tokens - sum(plan.run_length[p] for p in todo)
+        bar = TokenProgress(
+            progress, total_tokens, desc=f"hidden states of {model_id}", initial=initial
+        )
         step: _Step | None = None
         try:
             step = _Step(
@@ -1009,7 +1014,15 @@ def _run(
                 total_layers,
             )
             longest = max((plan.run_length[p] for p in run_order), default=0)
-            budget = batch_tokens or default_batch_tokens(model, torch_device, torch_dtype, longest)
+            budget = (
+                (writer.state.get("budget") if writer is not None else None)
+                or batch_tokens
+                or default_batch_tokens(model, torch_device, torch_dtype, longest)
+            )
+            on_done = None
+            if writer is not None:
+                writer.save_state(budget=budget)
+                on_done = _Checkpoints(writer)
             with torch.inference_mode():
                 run_batches(
                     plan.run_length,
@@ -1017,7 +1030,8 @@ def _run(
                     step,
                     should_stop=should_stop,
                     progress=bar,
-                    order=run_order,
+                    order=todo,
+                    on_done=on_done,
                 )
         finally:
             bar.close()
@@ -1055,11 +1069,42 @@ def _run(
         # rename a folder with open files) and reopen them read-only from the entry.
         del outputs
         entry = writer.commit()
+    except (KeyboardInterrupt, Cancelled, SystemExit):
+        if writer is not None:
+            writer.abort()  # a resumable writer keeps the batches done for the next call
+        raise
     except BaseException:
         if writer is not None:
-            writer.abort()
+            writer.discard()  # a failed run is not resumed
         raise
     return HiddenStates._from_entry(entry)
+
+
+#: Seconds between two checkpoints of an extraction (see :class:`_Checkpoints`).
+CHECKPOINT_SECONDS = 1.0
+
+
+class _Checkpoints:
+    """Records finished batches in a resumable writer, checkpointing at most once a second.
+
+    A checkpoint flushes the arrays to disk: doing it after every batch would cost a disk
+    write per batch on a GPU that runs hundreds of batches a second.
+    """
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+        self.last = time.perf_counter()
+        self.budget: int | None = None
+
+    def __call__(self, batch: list[int], budget: int) -> None:
+        self.writer.mark_done([int(p) for p in batch])
+        if budget != self.budget:  # an out-of-memory error halved it: resume with the new one
+            self.writer.save_state(budget=budget)
+            self.budget = budget
+        now = time.perf_counter()
+        if now - self.last >= CHECKPOINT_SECONDS:
+            self.writer.checkpoint()
+            self.last = now
 
 
 # ---- device-to-host copies --------------------------------------------------------------
