@@ -20,16 +20,28 @@ import sys
 import tempfile
 
 CHILD = """
-import json, sys, time
-import tokendim_widgets as td
+import hashlib, json, sys, time
 start = time.perf_counter()
-model, tokenizer = td.load_model(sys.argv[1], device="cpu", progress=False, cache=sys.argv[2] == "1")
-print(json.dumps({"seconds": time.perf_counter() - start}))
+import torch, transformers
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+import transformers.modeling_gguf_pytorch_utils
+import tokendim_widgets as td
+imports = time.perf_counter() - start
+start = time.perf_counter()
+model, tokenizer = td.load_model(
+    sys.argv[1], device="cpu", progress=False, cache=sys.argv[2] == "1"
+)
+seconds = time.perf_counter() - start
+with torch.no_grad():
+    logits = model(**tokenizer("The quick brown fox", return_tensors="pt")).logits
+digest = hashlib.sha256(logits.numpy().tobytes()).hexdigest()[:16]
+print(json.dumps({"seconds": seconds, "imports": imports, "logits": digest}))
 """
 
 
-def load_seconds(model: str, cache_dir: str, cache: bool) -> float:
-    """Seconds of one ``load_model`` call in a fresh process."""
+def load_seconds(model: str, cache_dir: str, cache: bool) -> dict:
+    """Seconds of one ``load_model`` call in a fresh process (after the imports), the
+    imports' seconds and a digest of the model's logits on one prompt."""
     env = {**os.environ, "TOKENDIM_CACHE_DIR": cache_dir, "TRANSFORMERS_VERBOSITY": "error"}
     done = subprocess.run(
         [sys.executable, "-c", CHILD, model, "1" if cache else "0"],
@@ -38,7 +50,7 @@ def load_seconds(model: str, cache_dir: str, cache: bool) -> float:
         env=env,
         check=True,
     )
-    return float(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def main() -> None:
@@ -53,12 +65,15 @@ def main() -> None:
         rows.append(("cold", load_seconds(args.model, cache_dir, cache=True)))
         for _ in range(args.repeats):
             rows.append(("cached", load_seconds(args.model, cache_dir, cache=True)))
-    for name, seconds in rows:
-        print(f"{name:<9} {seconds:6.1f} s")
-    best = {n: min(s for m, s in rows if m == n) for n, _ in rows}
-    print(
-        f"speed-up of the cached load over de-quantising: {best['uncached'] / best['cached']:.1f}x"
-    )
+    for name, run in rows:
+        print(
+            f"{name:<9} {run['seconds']:6.1f} s   (imports before it {run['imports']:5.1f} s, "
+            f"logits {run['logits']})"
+        )
+    best = {n: min(r["seconds"] for m, r in rows if m == n) for n, _ in rows}
+    same = len({r["logits"] for _, r in rows}) == 1
+    print(f"best cached load is {best['uncached'] / best['cached']:.1f}x faster than de-quantising")
+    print("identical logits in every load" if same else "LOGITS DIFFER between loads")
 
 
 if __name__ == "__main__":

@@ -365,8 +365,8 @@ def run_batches(
 
     ``step(batch)`` runs one batch and may return a finalizer that completes it later (the
     device copy of batch ``i`` completes while batch ``i + 1`` computes). Finalizers run in
-    batch order; progress advances when a batch is finalized, and then ``on_done(batch,
-    budget)`` is called (the extraction records it for a resumed run). After an
+    batch order; when a batch is finalized ``on_done(batch, budget)`` is called (the
+    extraction records it for a resumed run), then progress advances. After an
     out-of-memory error every batch not yet run is planned again under the halved budget,
     not only the one that failed (the later ones would fail the same way). Batches are
     planned from the longest sequence down, so the batches not yet done are planned exactly
@@ -393,9 +393,9 @@ def run_batches(
         finalizer, batch = item
         if finalizer is not None:
             finalizer()
-        progress.advance(sum(lengths[i] for i in batch))
         if on_done is not None:
             on_done(batch, budget)
+        progress.advance(sum(lengths[i] for i in batch))
 
     while queue:
         if should_stop():

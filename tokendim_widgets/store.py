@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import platformdirs
 
 from .errors import TokendimError
 
@@ -62,6 +63,8 @@ from .errors import TokendimError
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ENV_VAR = "TOKENDIM_CACHE_DIR"
+#: The application's name in the user cache folder.
+APP_NAME = "tokendim-widgets"
 _TMP_PREFIX = ".tmp-"
 _PARTIAL_PREFIX = ".partial-"
 #: A partial (resumable) result untouched this long is abandoned work.
@@ -83,7 +86,10 @@ def default_cache_dir() -> Path:
     Returns
     -------
     pathlib.Path
-        ``$TOKENDIM_CACHE_DIR`` if set, else the platform's user cache folder.
+        ``$TOKENDIM_CACHE_DIR`` if set, else the platform's user cache folder (from
+        platformdirs: ``~/.cache/tokendim-widgets`` or ``$XDG_CACHE_HOME/...`` on Linux,
+        ``~/Library/Caches/tokendim-widgets`` on macOS,
+        ``%LOCALAPPDATA%\\tokendim-widgets\\Cache`` on Windows).
 
     Examples
     --------
@@ -93,14 +99,7 @@ def default_cache_dir() -> Path:
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).expanduser()
-    home = Path.home()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
-        return base / "tokendim-widgets" / "Cache"
-    if sys.platform == "darwin":
-        return home / "Library" / "Caches" / "tokendim-widgets"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else home / ".cache") / "tokendim-widgets"
+    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
 
 
 def _canonical(obj: Any) -> Any:
