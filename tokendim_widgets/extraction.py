@@ -26,6 +26,7 @@ the LM head reads (kind ``"final_norm"``).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import json
@@ -43,7 +44,20 @@ import pandas as pd
 from ._device import cuda_memory, free_memory, is_out_of_memory, resolve_device, resolve_dtype
 from .errors import Cancelled, TokendimError
 from .hidden_states import HiddenStates, layer_file
+from .models import (
+    detect_task,
+    init_from_config,
+    load_config,
+    load_model,
+    loaded_identity,
+    model_identity,
+    random_init_identity,
+    remember_identity,
+    resolve_model,
+)
 from .progress import ProgressCallback, TokenProgress
+from .prompts import as_prompt_set
+from .store import Store, make_key
 
 if TYPE_CHECKING:
     import torch
@@ -695,8 +709,6 @@ def extraction_key(
     identity: dict[str, Any], prompt_hash: str, options: dict[str, Any]
 ) -> str | None:
     """Cache key of an extraction, or None when the model has no stable identity yet."""
-    from .store import make_key
-
     if not identity.get("id"):
         return None
     return make_key(NAMESPACE, identity["id"], prompt_hash, options)
@@ -799,9 +811,6 @@ def extract(
     >>> states.n_layers, states.hidden_size  # doctest: +SKIP
     (31, 576)
     """
-    from .models import loaded_identity, model_identity, resolve_model
-    from .prompts import as_prompt_set
-
     prompt_set: PromptSet = as_prompt_set(prompts)
     max_length = _positive_int(max_length, "max_length")
     max_tokens = _positive_int(max_tokens, "max_tokens")
@@ -848,8 +857,6 @@ def extract(
         "input_ids": ids_hash,
     }
 
-    from .store import Store
-
     store = Store(cache_dir) if cache else None
     key = extraction_key(identity, prompt_set.hash, options)
     if store is not None and key is not None:
@@ -863,8 +870,6 @@ def extract(
             return states
 
     if loaded is None:
-        from .models import load_model
-
         assert ref is not None
         loaded = load_model(
             model,
@@ -915,8 +920,6 @@ def _run(
     input_ids: Sequence[Sequence[int]] | None,
 ) -> HiddenStates:
     import torch
-
-    from .models import detect_task
 
     model, tokenizer = loaded
     base = base_model(model)
@@ -1310,8 +1313,6 @@ _NOT_DATA = ("progress", "cancel", "cache", "cache_dir", "batch_tokens")
 
 def _base_identity(model: Any) -> dict[str, Any]:
     """Identity of a model reference or of a (model, tokenizer) pair, without loading."""
-    from .models import loaded_identity, model_identity, resolve_model
-
     if isinstance(model, str | os.PathLike):
         return model_identity(resolve_model(model))
     if isinstance(model, tuple | list) and len(model) == 2:
@@ -1354,15 +1355,6 @@ def random_init_model(
         In evaluation mode, with the trained model's tokenizer; its identity (``model_id``
         ``"<name> (random init, seed <seed>)"``) is recorded for :func:`extract`.
     """
-    import copy
-
-    from .models import (
-        detect_task,
-        init_from_config,
-        load_config,
-        random_init_identity,
-        remember_identity,
-    )
 
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise TokendimError(f"seed must be an int, got {seed!r}.")
@@ -1424,9 +1416,6 @@ def random_init_states(
     >>> null.model_id  # doctest: +SKIP
     'smollm2-135m (random init, seed 0)'
     """
-    from .prompts import as_prompt_set
-    from .store import Store, make_key
-
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise TokendimError(f"seed must be an int, got {seed!r}.")
     allowed = set(inspect.signature(extract).parameters) - {"model", "prompts", "seed"}
@@ -1446,8 +1435,6 @@ def random_init_states(
     store = Store(options.get("cache_dir")) if options.get("cache", True) else None
     index_key = None
     if store is not None:
-        from .models import random_init_identity
-
         identity = random_init_identity(_base_identity(model), int(seed))
         if isinstance(model, str | os.PathLike):
             key_dtype = resolve_dtype(dtype, resolve_device(device))

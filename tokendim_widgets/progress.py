@@ -146,7 +146,5 @@ class Progress:
 class TokenProgress(Progress):
     """A :class:`Progress` counting tokens (``1.2k tok``): extraction and model quality."""
 
-    def __init__(
-        self, progress: ProgressLike, total: int, desc: str, *, initial: int = 0
-    ) -> None:
+    def __init__(self, progress: ProgressLike, total: int, desc: str, *, initial: int = 0) -> None:
         super().__init__(progress, total, desc, unit="tok", unit_scale=True, initial=initial)
