@@ -7,6 +7,8 @@ same everywhere.
 
 from __future__ import annotations
 
+import functools
+import math
 import sys
 import threading
 import time
@@ -32,6 +34,40 @@ def interactive() -> bool:
         return False
     stderr = sys.stderr
     return stderr is not None and (stderr.isatty() or "ipykernel" in sys.modules)
+
+
+def throttled(interval: float) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a ``callback(done, total, ...)`` to run at most once per ``interval`` seconds.
+
+    The first call and the last (``done >= total``) always run, so a display starts at once
+    and ends complete.
+
+    Examples
+    --------
+    >>> seen = []
+    >>> @throttled(60.0)
+    ... def show(done, total, rate):
+    ...     seen.append(done)
+    >>> for done in range(5):
+    ...     show(done, 4, 0.0)
+    >>> seen
+    [0, 4]
+    """
+
+    def decorate(callback: Callable[..., Any]) -> Callable[..., Any]:
+        last = [-math.inf]
+
+        @functools.wraps(callback)
+        def call(done: int, total: int, *rest: Any) -> Any:
+            now = time.perf_counter()
+            if now - last[0] < interval and done < total:
+                return None
+            last[0] = now
+            return callback(done, total, *rest)
+
+        return call
+
+    return decorate
 
 
 class Progress:
