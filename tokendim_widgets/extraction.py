@@ -858,7 +858,8 @@ def extract(
             model,
             device=device,
             dtype=dtype,
-            progress=progress is True,
+            # A bar for the load only where one is seen; a callback counts tokens, not tensors.
+            progress=None if progress is True else False,
             cache=cache,
             cache_dir=cache_dir,
         )

@@ -791,15 +791,15 @@ _quiet_lock = threading.RLock()
 
 
 def _gguf_tensor_count(path: Path) -> int:
-    """Number of tensors of a GGUF file, read from its fixed header (24 bytes)."""
+    """Number of tensors of a GGUF file, read from its fixed header (0 when implausible)."""
     with open(path, "rb") as f:
         header = f.read(24)
     if len(header) < 16 or header[:4] != b"GGUF":
         return 0
     version = int.from_bytes(header[4:8], "little")
-    if version == 1:
-        return int.from_bytes(header[8:12], "little")
-    return int.from_bytes(header[8:16], "little")
+    count = int.from_bytes(header[8:12] if version == 1 else header[8:16], "little")
+    # Each tensor's description takes at least 24 bytes: more is a damaged header.
+    return count if count * 24 <= path.stat().st_size else 0
 
 
 def _common_kwargs(spec: ModelRef, trust_remote_code: bool, revision: Any, token: Any) -> dict:
