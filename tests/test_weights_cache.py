@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,28 @@ def test_without_the_cache_nothing_is_written(gguf_file, cache_dir, monkeypatch)
     calls = _conversions(monkeypatch)
     load_model(gguf_file, device="cpu", cache=False)
     assert calls == [] and Store(cache_dir).keys(WEIGHTS_NAMESPACE) == []
+
+
+def test_loads_print_nothing_and_report_through_the_callback(gguf_file, cache_dir, capfd):
+    ticks: list[tuple[int, int]] = []
+    load_model(gguf_file, device="cpu", progress=lambda d, t, r: ticks.append((d, t)))
+    load_model(gguf_file, device="cpu")  # default: no bar where nobody sees it (pytest)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""  # no transformers bar, no log line, no bar of ours
+    assert ticks[0] == (0, ticks[0][1]) and ticks[-1] == (ticks[0][1], ticks[0][1])
+
+
+def test_the_file_hash_is_remembered_by_file_identity(gguf_file, cache_dir, monkeypatch):
+    calls: list[object] = []
+    real = models.file_sha256
+    monkeypatch.setattr(models, "file_sha256", lambda p: calls.append(p) or real(p))
+    first = models.hash_file(gguf_file)
+    models._hash_memo.clear()  # a new process: the memo in the cache folder answers
+    assert models.hash_file(gguf_file) == first and len(calls) == 1
+    replacement = gguf_file.with_name("copy.gguf")
+    replacement.write_bytes(gguf_file.read_bytes())
+    stat = gguf_file.stat()
+    replacement.replace(gguf_file)  # same bytes, size and (restored) time, new inode
+    os.utime(gguf_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    models._hash_memo.clear()
+    assert models.hash_file(gguf_file) == first and len(calls) == 2  # hashed again

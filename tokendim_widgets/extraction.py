@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from . import models
 from ._device import cuda_memory, free_memory, is_out_of_memory, resolve_device, resolve_dtype
 from .errors import Cancelled, TokendimError
 from .hidden_states import HiddenStates, layer_file
@@ -32,7 +33,6 @@ from .models import (
     detect_task,
     init_from_config,
     load_config,
-    load_model,
     loaded_identity,
     model_identity,
     random_init_identity,
@@ -854,7 +854,7 @@ def extract(
 
     if loaded is None:
         assert ref is not None
-        loaded = load_model(
+        loaded = models.load_model(  # through the module: tests stand in for it there
             model,
             device=device,
             dtype=dtype,

@@ -817,8 +817,11 @@ def _load(
     torch_dtype: torch.dtype,
     common: dict[str, Any],
     bar: Progress | None,
-) -> tuple[Any, Any]:
-    """Load ``spec`` as it is (no weights cache), placed on ``target`` in ``torch_dtype``."""
+) -> tuple[Any, Any, Task]:
+    """Load ``spec`` as it is (no weights cache), placed on ``target`` in ``torch_dtype``.
+
+    Returns the model, its tokenizer and its task.
+    """
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     config = _from_pretrained(AutoConfig, spec, **common)
@@ -845,7 +848,7 @@ def _load(
             model.to(target)
         model.eval()
         tokenizer = _from_pretrained(AutoTokenizer, spec, **common)
-    return model, tokenizer
+    return model, tokenizer, task
 
 
 # ---- the de-quantised weights cache ------------------------------------------------------
@@ -902,7 +905,7 @@ def _convert_gguf(
     """
     import torch
 
-    model, tokenizer = _load(spec, torch.device("cpu"), torch.float32, common, bar)
+    model, tokenizer, _ = _load(spec, torch.device("cpu"), torch.float32, common, bar)
     try:
         with store.writer(WEIGHTS_NAMESPACE, key) as writer:
             writer.reserve(estimated_bytes(model.config, torch.float32))
@@ -934,14 +937,16 @@ def _load_gguf_cached(
     entry = store.get(WEIGHTS_NAMESPACE, key)
     if entry is not None:
         try:
-            loaded = _load(_cached_spec(spec, entry.path), target, torch_dtype, plain, None)
+            model, tokenizer, _ = _load(
+                _cached_spec(spec, entry.path), target, torch_dtype, plain, None
+            )
         except (TokendimError, OSError, ValueError, RuntimeError) as exc:
             _log.warning("Removing the unreadable cached weights %s (%s).", entry.path, exc)
             store.remove(WEIGHTS_NAMESPACE, key)
         else:
             if bar is not None:
                 bar.advance(bar.total - bar.done)
-            return loaded
+            return model, tokenizer
     folder, converted = _convert_gguf(spec, store, key, common, bar)
     if folder is None:
         model, tokenizer = converted
@@ -951,9 +956,9 @@ def _load_gguf_cached(
             model.to(target, torch_dtype)
             return model, tokenizer
         del model, converted
-        return _load(spec, target, torch_dtype, common, None)
+        return _load(spec, target, torch_dtype, common, None)[:2]
     del converted  # the float32 CPU copy; the cached one is loaded as a warm load would
-    return _load(_cached_spec(spec, folder), target, torch_dtype, plain, None)
+    return _load(_cached_spec(spec, folder), target, torch_dtype, plain, None)[:2]
 
 
 def load_model(
@@ -1026,8 +1031,7 @@ def load_model(
     identity = model_identity(spec)
     task: Task
     if spec.gguf_file is None:
-        model, tokenizer = _load(spec, target, torch_dtype, common, None)
-        task = detect_task(model.config, spec)
+        model, tokenizer, task = _load(spec, target, torch_dtype, common, None)
     else:
         total = _gguf_tensor_count(spec.path) if spec.path is not None else 0
         name = f"de-quantising {spec.model_id}"
@@ -1038,7 +1042,7 @@ def load_model(
                     spec, identity, store, target, torch_dtype, common, bar
                 )
             else:
-                model, tokenizer = _load(spec, target, torch_dtype, common, bar)
+                model, tokenizer, _ = _load(spec, target, torch_dtype, common, bar)
         task = spec.alias.task if spec.alias is not None else "causal"
     _LOADED[model] = {**identity, "ref": spec.ref, "task": task}
     return model, tokenizer
