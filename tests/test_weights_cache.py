@@ -137,3 +137,22 @@ def test_the_file_hash_is_remembered_by_file_identity(gguf_file, cache_dir, monk
     os.utime(gguf_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     models._hash_memo.clear()
     assert models.hash_file(gguf_file) == first and len(calls) == 2  # hashed again
+
+
+def test_load_config_reads_the_cached_entry_instead_of_the_gguf(gguf_file, cache_dir, monkeypatch):
+    parsed = models.load_config(gguf_file)  # nothing cached yet: the GGUF metadata
+    load_model(gguf_file, device="cpu")
+    calls: list[dict] = []
+    real = models._from_pretrained
+
+    def spy(loader, spec, **kwargs):
+        calls.append(kwargs)
+        return real(loader, spec, **kwargs)
+
+    monkeypatch.setattr(models, "_from_pretrained", spy)
+    config, tokenizer, spec, task = models.load_config(gguf_file)
+    assert calls and all("gguf_file" not in kwargs for kwargs in calls)
+    assert (spec.gguf_file, task) == ("tiny.gguf", "causal")
+    assert config.hidden_size == parsed[0].hidden_size
+    assert config.num_hidden_layers == parsed[0].num_hidden_layers
+    assert tokenizer(TEXTS)["input_ids"] == parsed[1](TEXTS)["input_ids"]

@@ -1066,7 +1066,8 @@ def load_config(
 ) -> tuple[Any, Any, ModelRef, Task]:
     """The configuration and tokenizer of a model reference, without its weights.
 
-    For a ``.gguf`` file only the metadata is read: no tensor is de-quantised.
+    For a ``.gguf`` file only the metadata is read (no tensor is de-quantised), or the
+    config and tokenizer of its de-quantised weights when they are cached.
 
     Returns
     -------
@@ -1082,15 +1083,19 @@ def load_config(
     from transformers import AutoConfig, AutoTokenizer
 
     spec = resolve_model(ref, revision=revision)
-    common: dict[str, Any] = {"trust_remote_code": trust_remote_code}
-    if spec.kind == "hub":
-        common.update(revision=revision, token=token)
+    common = _common_kwargs(spec, trust_remote_code, revision, token)
+    source = spec
     if spec.gguf_file is not None:
-        common["gguf_file"] = spec.gguf_file
-    config = _from_pretrained(AutoConfig, spec, **common)
-    task = detect_task(config, spec)
-    tokenizer = _from_pretrained(AutoTokenizer, spec, **common)
-    return config, tokenizer, spec, task
+        # Parsing a GGUF file's metadata takes seconds; its cached weights entry has both.
+        key = weights_key(str(model_identity(spec)["sha256"]))
+        entry = Store().get(WEIGHTS_NAMESPACE, key)
+        if entry is not None:
+            source = _cached_spec(spec, entry.path)
+            common.pop("gguf_file")
+    with _quiet_transformers():
+        config = _from_pretrained(AutoConfig, source, **common)
+        tokenizer = _from_pretrained(AutoTokenizer, source, **common)
+    return config, tokenizer, spec, detect_task(config, spec)
 
 
 def random_init_identity(base: Mapping[str, Any], seed: int) -> dict[str, Any]:
