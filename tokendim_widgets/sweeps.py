@@ -27,6 +27,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from .errors import TokendimError
+from .progress import Progress
 
 #: Cache namespace of per-model sweep results.
 NAMESPACE = "sweep"
@@ -809,20 +810,11 @@ def sweep(
     jobs = [
         ModelJob(label, ref, prompt_set, tuple(estimators), options, root) for label, ref in pairs
     ]
-    bar = None
-    if progress is True:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(jobs), desc=f"sweep ({executor})", unit="model")
-    count = {"done": 0}
+    shown = progress if callable(progress) else progress is True
+    bar = Progress(shown, len(jobs), f"sweep ({executor})", unit="model", notes=True)
 
     def tick(result: dict[str, Any]) -> None:
-        count["done"] += 1
-        if bar is not None:
-            bar.set_postfix_str(f"{result['label']}: {result['status']}", refresh=False)
-            bar.update(1)
-        elif callable(progress):
-            progress(count["done"], len(jobs), result["label"])
+        bar.advance(1, result["label"], postfix=f"{result['label']}: {result['status']}")
 
     try:
         if executor == "local":
@@ -837,8 +829,7 @@ def sweep(
                 runtime_env=runtime_env,
             )
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     refs = dict(pairs)
     curves = [r["curves"] for r in results if r["curves"] is not None]
     metrics = [r["metrics"] for r in results if r["metrics"] is not None]
