@@ -153,8 +153,22 @@ def test_notebook_executes(name: str, executed: Any, record_property: Any) -> No
     assert not errors, f"{name}: error output in cell(s) {[i for i, _ in errors]}"
     ran = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert all(cell.execution_count is not None for cell in ran), f"{name}: a cell did not run"
-    if name in HONEST:
-        assert runtime <= RUN_LIMIT_S, f"{name} took {runtime:.0f} s (limit {RUN_LIMIT_S:.0f} s)"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", HONEST)
+def test_notebook_runs_within_limit(name: str, executed: Any) -> None:
+    # A lecturer runs these before class: they must finish in minutes. Wall time means
+    # nothing on a machine running several times more work than it has cores, so the check
+    # is skipped there (with the measured time in the message).
+    _, runtime = executed(name)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    cores = os.cpu_count() or 1
+    if load > 2 * cores:
+        pytest.skip(
+            f"{name} took {runtime:.0f} s, but the load average is {load:.1f} on {cores} cores"
+        )
+    assert runtime <= RUN_LIMIT_S, f"{name} took {runtime:.0f} s (limit {RUN_LIMIT_S:.0f} s)"
 
 
 @pytest.mark.slow
@@ -194,8 +208,7 @@ _ENUMERATOR = re.compile(r"^(?:\s*#+\s*|\s*)(\d+)\.\s", re.MULTILINE)
 def _numbers(text: str) -> list[str]:
     """Every number of a text, normalised: no thousands commas, a trailing % kept."""
     return [
-        (whole.replace(",", "") + (frac or "") + pct)
-        for whole, frac, pct in _NUMBER.findall(text)
+        (whole.replace(",", "") + (frac or "") + pct) for whole, frac, pct in _NUMBER.findall(text)
     ]
 
 
@@ -223,8 +236,8 @@ def unbacked_numbers(notebook: Any) -> list[str]:
        "47%"; thousands commas are ignored): every measured number must come from the run;
     2. or it is a literal of the notebook's own code and is not a percentage: a parameter the
        reader sees set (the 100 dimensions of the toy space, d = 5 of a cube, k = 20);
-    3. or it is structural text: a citation year (after "et al." or a pair of authors' names), a section or list
-       enumerator, a planned duration in minutes.
+    3. or it is structural text: a citation year (after "et al." or a pair of authors' names),
+       a section or list enumerator, a planned duration in minutes.
 
     Everything else is reported, so a claim typed into the prose ahead of the computation, or
     left behind when the computation changed, fails the test.
