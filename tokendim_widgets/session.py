@@ -8,6 +8,7 @@ docs/session.md.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -24,7 +25,11 @@ from .analysis import NULL_CONTROLS, compare, estimator_label, summarize
 from .clouds import CLOUDS, METRICS, CloudSpec
 from .errors import Cancelled, TokendimError
 from .estimators import ESTIMATORS, make_estimator
+from .extraction import extract
 from .hidden_states import HiddenStates
+from .models import load_model
+from .prompts import as_prompt_set
+from .quality import model_quality
 from .results import LRU, Results
 
 log = logging.getLogger(__name__)
@@ -289,9 +294,6 @@ class Session(t.HasTraits):
 
     def quality(self) -> dict[str, float]:
         """Mean next-token loss and perplexity of a causal LM on the session's prompts."""
-        from .prompts import as_prompt_set
-        from .quality import model_quality
-
         prompts = as_prompt_set(self.prompts)
         model = self._loaded[1] if self._loaded and self._loaded[0][0] == self.model else self.model
         return model_quality(model, prompts, device=self.device, dtype=self.dtype)
@@ -445,9 +447,6 @@ class Session(t.HasTraits):
         states = self._states.get_fresh(key)
         if states is not None:
             return states
-        from .extraction import extract
-        from .prompts import as_prompt_set
-
         prompts = as_prompt_set(snap["prompts"])
         self._set(status="loading model", progress=0.0, eta_seconds=-1.0, tokens_per_second=0.0)
         model: Any = snap["model"]
@@ -502,8 +501,6 @@ class Session(t.HasTraits):
         return (snap["model"], snap["device"], snap["dtype"])
 
     def _load(self, snap: dict[str, Any]) -> Any:
-        from .models import load_model
-
         key = self._load_key(snap)
         if self._loaded is None or self._loaded[0] != key:
             self._loaded = None  # free the old model before loading the next one
@@ -515,8 +512,6 @@ class Session(t.HasTraits):
             raise TokendimError(
                 f"Unknown estimator {name!r}: choose one of {', '.join(ESTIMATORS)}."
             )
-        import inspect
-
         accepted = inspect.signature(ESTIMATORS[name].__init__).parameters
         params: dict[str, Any] = {}
         for key in K_PARAMS:
