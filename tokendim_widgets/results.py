@@ -109,13 +109,25 @@ class Results:
         self.device = device
         self.staged = staged
         self._lock = threading.RLock()
+        self._states = LRU(2)
         self._graphs = LRU(2)
         self._rows = LRU(4096)
         self._locals = LRU(8)
         self._controls = LRU(16)
         self._clouds = LRU(4)
 
-    # ---- graphs ----------------------------------------------------------------------------
+    # ---- hidden states and graphs ----------------------------------------------------------
+    def cached_states(self, key: Hashable) -> HiddenStates | None:
+        """The hidden states kept under ``key`` (the parameters that produced them), or None."""
+        with self._lock:
+            states: HiddenStates | None = self._states.get_fresh(key)
+            return states
+
+    def keep_states(self, key: Hashable, states: HiddenStates) -> None:
+        """Keep ``states`` under ``key``; the two most recent are kept (they are large)."""
+        with self._lock:
+            self._states.put(key, states)
+
     def graphs_for(self, states: HiddenStates) -> GraphCache:
         """The kNN graph cache of ``states`` (created on first use, then reused)."""
         with self._lock:

@@ -30,7 +30,7 @@ from .hidden_states import HiddenStates
 from .models import load_model
 from .prompts import as_prompt_set
 from .quality import model_quality
-from .results import LRU, Results
+from .results import Results
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,6 @@ class Session(t.HasTraits):
         self._layer_auto = self.layer < 0
         self._layer_of_old_states = False
         self._fixed_states: HiddenStates | None = None
-        self._states = LRU(2)
         self._results = Results(device=self.device, staged=STAGED_GRAPHS)
         self._pinned: dict[str, pd.DataFrame] = {}
         self._overlays: dict[str, pd.DataFrame] = {}
@@ -444,7 +443,7 @@ class Session(t.HasTraits):
         if self._fixed_states is not None:
             return self._fixed_states
         key = tuple(_hashable(snap[name]) for name in STATE_KEYS)
-        states = self._states.get_fresh(key)
+        states = self._results.cached_states(key)
         if states is not None:
             return states
         prompts = as_prompt_set(snap["prompts"])
@@ -493,7 +492,7 @@ class Session(t.HasTraits):
         )
         log.info("hidden states ready in %.1f s", time.perf_counter() - started)
         self._checkpoint(snap, STATE_KEYS)
-        self._states.put(key, states)
+        self._results.keep_states(key, states)
         return states
 
     @staticmethod
