@@ -124,9 +124,11 @@ def main() -> None:
 
     # Layer change with the projection cached: wait for the background fill to reach it.
     other = args.layer + 1
-    key = (states.uid, other, "umap", True)
     deadline = time.perf_counter() + 600
-    while key not in session._projections and time.perf_counter() < deadline:
+    while (
+        session.results.cached_projection(states, other, "umap", drop_first=True) is None
+        and time.perf_counter() < deadline
+    ):
         time.sleep(0.2)
     start = time.perf_counter()
     session.layer = other

@@ -58,8 +58,8 @@ def _settle(session: Session, timeout: float = 60.0) -> None:
     """Wait until the background fill has projected every layer (it is fast on tiny data)."""
     states = session.hidden_states
     deadline = time.monotonic() + timeout
-    keys = [(states.uid, layer, "pca", session.drop_first) for layer in range(states.n_layers)]
-    while not all(key in session._projections for key in keys):
+    keys = {("pca", layer) for layer in range(states.n_layers)}
+    while not keys <= set(session.results.projections(states, drop_first=session.drop_first)):
         assert time.monotonic() < deadline, "the session never projected every layer"
         time.sleep(0.05)
 
@@ -205,11 +205,9 @@ def test_missing_layer_projections_are_computed_aligned_and_cached(tmp_path):
     states = _states()
     s = Session.from_hidden_states(states, projection_method="pca", k=8, layer=1)
     try:
-        s.run().wait(120)
-        s.cancel()  # stop the background fill: the export must do the rest itself
-        s.wait(30, raise_error=False)
-        for layer in (0, 2):
-            s._projections.pop((states.uid, layer, "pca", True), None)
+        # Only layer 1 projected (the session never ran): the export must do the rest itself.
+        s.set_trait("hidden_states", states)
+        s.results.projection(states, 1, "pca", drop_first=True)
         cached = layer_projections(s, compute_missing=False)
         assert cached[0] is None and cached[2] is None and cached[1] is not None
         calls: list[tuple[int, int]] = []
@@ -219,7 +217,7 @@ def test_missing_layer_projections_are_computed_aligned_and_cached(tmp_path):
         for layer in (0, 2):
             kind, xy = result[layer]
             assert kind == "pca"
-            assert (states.uid, layer, "pca", True) in s._projections
+            assert s.results.cached_projection(states, layer, "pca", drop_first=True) is xy
             # The layout is the layer's PCA moved by a similarity (aligned to layer 1's picture).
             own = proj.pca_2d(states.layer(layer)[rows])
             np.testing.assert_allclose(proj.align_to(xy[rows], own), own, atol=1e-3)
@@ -272,10 +270,11 @@ def test_page_size_for_7000_tokens_and_31_layers(tmp_path):
             "token": [f" word{i % 900}" for i in range(n)],
         }
     )
-    states = HiddenStates.from_arrays(np.zeros((n_layers, n, 2), dtype=np.float32), tokens)
+    states = HiddenStates.from_arrays(rng.normal(size=(n_layers, n, 2)).astype(np.float32), tokens)
     s = Session.from_hidden_states(states, projection_method="pca")
     try:
-        # Results set directly: the page's size depends only on their shapes.
+        # Results set directly (the projections are computed: PCA of two columns is quick);
+        # the page's size depends only on their shapes.
         curve = pd.DataFrame(
             {
                 "layer": range(n_layers),
@@ -295,9 +294,6 @@ def test_page_size_for_7000_tokens_and_31_layers(tmp_path):
         s.set_trait("metrics", compare({"twonn": curve}))
         s.set_trait("local_ids", local)
         s.layer = 10
-        for layer in range(n_layers):
-            xy = rng.normal(size=(n, 2)).astype(np.float32)
-            s._projections.put((states.uid, layer, "pca", True), xy)
         size = export_html(s, tmp_path / "big.html", progress=False).stat().st_size
     finally:
         s.close()
@@ -362,7 +358,7 @@ def _check_tables(session: Session, tables: dict[str, pd.DataFrame]) -> None:
     projections = tables["projections"]
     assert set(projections["kind"]) == {"pca"}
     for layer in range(states.n_layers):
-        xy = session._projections[(states.uid, layer, "pca", True)]
+        xy = session.results.cached_projection(states, layer, "pca", drop_first=True)
         rows = np.flatnonzero(np.isfinite(xy).all(axis=1))
         part = projections[projections["layer"] == layer]
         assert part["row"].tolist() == rows.tolist()

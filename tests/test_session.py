@@ -23,7 +23,7 @@ def session():
 
 
 def searches(session: Session) -> int:
-    return sum(g.searches for g in session._graphs.values())
+    return session.results.searches()
 
 
 def test_first_run_publishes_every_result(session):
@@ -62,14 +62,14 @@ def test_cached_layer_change_is_published_at_once(session):
     session.run().wait(60)
     # Wait for the background fill to project every layer.
     for _ in range(200):
-        if len(session._projections) >= 3:
+        if len(session.results.projections(session.hidden_states, drop_first=True)) >= 3:
             break
         threading.Event().wait(0.05)
     session.layer = 0
     # Published synchronously, in this thread: no wait() needed.
     assert session.projection_layer == 0
-    assert session.projection is session._projections.get_fresh(
-        (session.hidden_states.uid, 0, "pca", True)
+    assert session.projection is session.results.cached_projection(
+        session.hidden_states, 0, "pca", drop_first=True
     )
 
 

@@ -30,11 +30,11 @@ def test_bundled_smollm2_curve_and_metrics():
         assert session.local_ids.shape == (session.hidden_states.n_tokens, 31)
         assert session.hidden_states.hidden_size == 576
         # A second estimator comes from the cached kNN graphs: no new search.
-        before = sum(g.searches for g in session._graphs.values())
+        before = session.results.searches()
         session.estimator = "mle"
         session.wait(120)
         assert len(session.curve) == 31
-        assert sum(g.searches for g in session._graphs.values()) == before
+        assert session.results.searches() == before
     finally:
         session.close()
 
@@ -52,7 +52,7 @@ def test_umap_replaces_the_pca_preview_and_follows_the_layer():
         assert np.isfinite(session.projection[~first]).all()
         # Once the background fill has projected layer 2, selecting it is immediate.
         for _ in range(600):
-            if (states.uid, 2, "umap", True) in session._projections:
+            if session.results.cached_projection(states, 2, "umap", drop_first=True) is not None:
                 break
             threading_wait(0.1)
         session.layer = 2

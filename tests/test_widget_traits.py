@@ -7,7 +7,7 @@ import pandas as pd
 
 from tokendim_widgets import HiddenStates, Session
 from tokendim_widgets.widgets import ControlsView
-from tokendim_widgets.widgets.payload import local_id_payload
+from tokendim_widgets.wire import local_id_payload
 
 
 def test_local_id_range_is_the_2nd_to_98th_percentile():
@@ -27,7 +27,7 @@ def test_controls_toggle_reaches_the_session_both_ways():
     session = Session.from_hidden_states(states, projection_method="pca")
     try:
         view = ControlsView(session)
-        assert view.controls == [] and view.local_id_range_mode == "robust"
+        assert view.controls == [] and not view.has_trait("local_id_range_mode")
         view.controls = ["gaussian"]  # what the "Gaussian control" checkbox does
         assert list(session.controls) == ["gaussian"]
         session.controls = []

@@ -1,43 +1,7 @@
 """Exports of a session: a standalone HTML file, data tables (Parquet / CSV), layer projections.
 
-Standalone HTML (:func:`export_html`)
--------------------------------------
-One file that opens from disk (``file://``) with no network and no kernel: the front end's views
-with a static in-page model (``js/src/standalone.ts``, inlined as a module script) and the data
-inlined as JSON, bulk arrays as base64 of little-endian float32 / int32 bytes. The projection of
-*every* layer is embedded, so clicking a layer in the curve, scrubbing the slider or clicking a
-heatmap cell moves the scatter to that layer in the page; box / lasso selection, hover and
-colouring work too. What needs Python (Run, the model and prompt inputs, pasted prompts) is
-disabled with a "static export" note. The page carries no ``<script src>``, no external link and
-a Content-Security-Policy that forbids every network request (``default-src 'none'``).
-
-Size: the projections take ``n_tokens * n_layers * 8`` bytes and the local-ID matrix
-``n_tokens * n_layers * 4`` bytes, times 4/3 for base64, plus ~90 kB of script and the token
-texts. For 7,000 tokens x 31 layers that is 1.74 MB + 0.87 MB raw, a 3.75 MB file (measured
-by ``tests/test_export.py::test_page_size_for_7000_tokens_and_31_layers``).
-
-Data (:func:`export_data`)
---------------------------
-Four tables in a folder, as Parquet (needs pyarrow: the ``export`` extra) or CSV:
-
-``curves``
-    Long format, one row per curve and layer: ``curve`` (label), ``model``, ``estimator``,
-    ``cloud``, ``layer``, ``depth``, ``dimension``, ``lower``, ``upper``, ``n_tokens``,
-    ``n_distinct`` and the other columns of :func:`~tokendim_widgets.id_curve`.
-``metrics``
-    One row per curve: ``curve``, ``model``, ``estimator``, ``cloud`` and the paper's metrics
-    (:func:`tokendim_widgets.compare`).
-``local_ids``
-    One row per token: ``row``, ``prompt``, ``position``, ``token_id``, ``token``, then one
-    column ``layer_<i>`` per layer (NaN where a token is not in the cloud, e.g. position 0).
-``projections``
-    Long format: ``row``, ``layer``, ``kind`` (``"pca"`` / ``"umap"``), ``x``, ``y`` for every
-    projection the session has cached (all layers with ``all_layers=True``); tokens left out of
-    the cloud are left out.
-
-CSV files read back with ``pandas.read_csv(path, keep_default_na=False, na_values={...})`` when
-token texts may look like ``"NA"`` or ``"null"`` (pandas' default NA strings); Parquet keeps types
-exactly.
+The page (:func:`export_html`) opens from disk with no network and no kernel; the data
+(:func:`export_data`) are four tables. Their layout and sizes: docs/wire-protocol.md.
 """
 
 from __future__ import annotations
@@ -52,15 +16,15 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from . import __version__, wire
+from . import projection as proj
 from .errors import TokendimError
-
-if TYPE_CHECKING:
-    from .session import Session
+from .session import Session
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -91,8 +55,6 @@ _PARQUET_HINT = (
 # ---- sources ------------------------------------------------------------------------------
 def _session_of(source: Any) -> tuple[Session, Any]:
     """The session behind ``source`` (a Session or a view / Explorer) and the view, if any."""
-    from .session import Session
-
     if isinstance(source, Session):
         return source, None
     session = getattr(source, "session", None)
@@ -117,27 +79,25 @@ def _ready(session: Session) -> None:
 
 # ---- projections of every layer ------------------------------------------------------------
 def _projection_kind(session: Session) -> str:
-    from . import projection as proj
-
     return "umap" if session.projection_method == "umap" and proj.umap_available() else "pca"
 
 
-def _progress_callback(progress: ProgressLike, total: int, kind: str) -> Any:
-    """A (step, close) pair for a progress argument (a tqdm bar for ``True``)."""
+def _progress_callback(progress: ProgressLike, kind: str) -> Any:
+    """A (callback(done, total), close) pair for a progress argument (tqdm for ``True``)."""
     if callable(progress):
-        done = [0]
+        return progress, lambda: None
+    if not progress:
+        return None, lambda: None
+    bars: list[Any] = []
 
-        def step_callable() -> None:
-            done[0] += 1
-            progress(done[0], total)
+    def update(done: int, total: int) -> None:
+        if not bars:
+            from tqdm.auto import tqdm
 
-        return step_callable, lambda: None
-    if progress and total > 0:
-        from tqdm.auto import tqdm
+            bars.append(tqdm(total=total, desc=f"{kind} projections", unit="layer", leave=False))
+        bars[0].update(1)
 
-        bar = tqdm(total=total, desc=f"{kind} projections", unit="layer", leave=False)
-        return (lambda: bar.update(1)), bar.close
-    return (lambda: None), (lambda: None)
+    return update, lambda: [bar.close() for bar in bars]
 
 
 def layer_projections(
@@ -184,10 +144,6 @@ def layer_projections(
     ['pca', 'pca', 'pca']
     >>> s.close()
     """
-    from . import projection as proj
-    from .clouds import CloudSpec
-    from .graphs import GraphCache
-
     session, _ = _session_of(source)
     states = session.hidden_states
     if states is None:
@@ -195,73 +151,21 @@ def layer_projections(
     kind = kind or _projection_kind(session)
     if kind not in ("pca", "umap"):
         raise TokendimError(f"Unknown projection kind {kind!r}: choose 'pca' or 'umap'.")
+    results = session.results
     drop_first = bool(session.drop_first)
-    cache = getattr(session, "_projections", None)
-    n_layers = states.n_layers
-
-    def key(layer: int) -> tuple[str, int, str, bool]:
-        return (states.uid, layer, kind, drop_first)
-
-    layouts: dict[int, np.ndarray] = {}
-    if cache is not None:
-        for layer in range(n_layers):
-            # dict.get, not the LRU's get_fresh: reading must not reorder the session's cache.
-            cached = dict.get(cache, key(layer))
-            if cached is not None:
-                layouts[layer] = np.asarray(cached, dtype=np.float32)
-    missing = [layer for layer in range(n_layers) if layer not in layouts]
-    if compute_missing and missing:
-        spec = CloudSpec("all", drop_first)
-        rows = spec.groups(states.tokens)[0]
-        graphs = _graphs_of(session, states) or GraphCache(states, device=session.device)
-        start = max(int(session.layer), 0) if session.layer < n_layers else 0
-        step, close = _progress_callback(progress, len(missing), kind)
+    if compute_missing:
+        start = int(session.layer) if 0 <= session.layer < states.n_layers else 0
+        update, close = _progress_callback(progress, kind)
         try:
-            while missing:
-                layer = _nearest_missing(missing, layouts, start)
-                missing.remove(layer)
-                reference = _nearest_layout(layouts, layer)
-                full = np.full((states.n_tokens, 2), np.nan, dtype=np.float32)
-                if len(rows) > 0:
-                    X = graphs.points(layer, rows)
-                    ref = reference[rows] if reference is not None else None
-                    usable = ref is not None and int(np.isfinite(ref).all(axis=1).sum()) >= 2
-                    if kind == "pca":
-                        Y = proj.pca_2d(X)
-                        if usable and ref is not None:
-                            Y = proj.align_to(Y, ref)
-                    else:
-                        graph = graphs.graph(layer, spec, 0, k=proj.UMAP_NEIGHBORS)
-                        init: Any = ref if usable else "pca"
-                        Y = proj.umap_2d(X, knn=graph, init=init)
-                    full[rows] = Y
-                layouts[layer] = full
-                if cache is not None:
-                    cache.put(key(layer), full)
-                step()
+            layouts = results.fill_projections(
+                states, kind, drop_first=drop_first, start=start, progress=update
+            )
         finally:
             close()
-    return [(kind, layouts[layer]) if layer in layouts else None for layer in range(n_layers)]
-
-
-def _graphs_of(session: Session, states: Any) -> Any:
-    """The session's kNN graph cache for these states (its graphs are reused), if any."""
-    graphs = getattr(session, "_graphs", None)
-    found = dict.get(graphs, states.uid) if graphs is not None else None
-    return found if found is not None and found.hidden_states is states else None
-
-
-def _nearest_missing(missing: list[int], done: Mapping[int, Any], start: int) -> int:
-    if not done:
-        return min(missing, key=lambda layer: (abs(layer - start), layer))
-    return min(missing, key=lambda layer: (min(abs(layer - d) for d in done), layer))
-
-
-def _nearest_layout(layouts: Mapping[int, np.ndarray], layer: int) -> np.ndarray | None:
-    if not layouts:
-        return None
-    other = min(layouts, key=lambda o: (abs(o - layer), -o))
-    return layouts[other]
+    else:
+        cached = results.projections(states, drop_first=drop_first)
+        layouts = [cached.get((kind, layer)) for layer in range(states.n_layers)]
+    return [None if xy is None else (kind, xy) for xy in layouts]
 
 
 # ---- the standalone page -------------------------------------------------------------------
@@ -305,76 +209,10 @@ def _runtime() -> str:
     return code
 
 
-def _prompt_label(session: Session, states: Any) -> str:
-    """The prompt set's name as the states record it (what was extracted), else the session's."""
-    recorded = getattr(states, "prompt_set", None)
-    if isinstance(recorded, Mapping) and recorded.get("name"):
-        return str(recorded["name"])
-    name = getattr(session.prompts, "name", None)
-    if isinstance(name, str) and name:
-        return name
-    if isinstance(session.prompts, (str, os.PathLike)):
-        return Path(session.prompts).name
-    return "custom"
-
-
 def _payload(session: Session, view: Any, view_name: str, kind_layers: list[Any]) -> dict[str, Any]:
-    from .widgets import payload as pl
-
-    states = session.hidden_states
-    tokens = pl.token_buffers(states.tokens)
-    local_bytes, local_range = pl.local_id_payload(session.local_ids)
-    metrics_rows, metrics_columns = pl.metrics_payload(session.metrics)
-    n_layers = int(states.n_layers)
-    layer = int(session.layer)
-    if not 0 <= layer < n_layers:
-        layer = int(session.projection_layer) if 0 <= session.projection_layer < n_layers else 0
-    selected = np.asarray(session.selected_tokens, dtype=np.int64).ravel()
-    selected = np.unique(selected[(selected >= 0) & (selected < states.n_tokens)])
-    labels = list(dict.fromkeys([session.estimator, *session.overlay]))
-    state: dict[str, Any] = {
-        "_view": view_name,
-        "layer": layer,
-        "n_layers": n_layers,
-        "n_tokens": int(tokens["n_tokens"]),
-        "hovered_token": -1,
-        "theme": getattr(view, "theme", "auto") if view is not None else "auto",
-        "curves": pl.curves_payload(session.curves),
-        "curve_ylabel": getattr(view, "curve_ylabel", "intrinsic dimension"),
-        "metrics": metrics_rows,
-        "metrics_columns": metrics_columns,
-        "local_id_range": local_range,
-        "color_by": getattr(view, "color_by", "local_id") if view is not None else "local_id",
-        "projection_kind": "",
-        "projection_layer": -1,
-        # The controls show what the export was computed with (read-only in the page).
-        "model_ref": str(states.model_id or ""),
-        "model_choices": [],
-        "prompt_set": _prompt_label(session, states),
-        "prompt_choices": [],
-        "shuffled": bool(session.shuffled),
-        "estimator": session.estimator,
-        "estimator_choices": labels,
-        "k": int(session.k),
-        "scale": int(session.scale or 0),
-        "cloud": session.cloud,
-        "cloud_choices": [session.cloud],
-        "status": "done",
-        "progress": 1.0,
-        "tokens_per_second": 0.0,
-        "eta_seconds": -1.0,
-        "error": "",
-        "busy": False,
-    }
-    buffers = {
-        "token_text": _b64(tokens["token_text"]),
-        "token_offsets": _b64(tokens["token_offsets"]),
-        "token_prompt": _b64(tokens["token_prompt"]),
-        "token_position": _b64(tokens["token_position"]),
-        "local_id": _b64(local_bytes),
-        "selected_tokens": _b64(pl.int32_bytes(selected)),
-    }
-    blocks = np.full((n_layers, states.n_tokens, 2), np.nan, dtype="<f4")
+    state, buffers = wire.page_state(session, view_name, view)
+    n_layers, n_tokens = int(state["n_layers"]), int(session.hidden_states.n_tokens)
+    blocks = np.full((n_layers, n_tokens, 2), np.nan, dtype="<f4")
     kinds = []
     for layer_index, entry in enumerate(kind_layers):
         if entry is None:
@@ -385,12 +223,8 @@ def _payload(session: Session, view: Any, view_name: str, kind_layers: list[Any]
     return {
         "format": EXPORT_FORMAT,
         "state": state,
-        "buffers": buffers,
-        "projections": {
-            "kinds": kinds,
-            "n_tokens": int(states.n_tokens),
-            "data": _b64(blocks.tobytes()),
-        },
+        "buffers": {name: _b64(value) for name, value in buffers.items()},
+        "projections": {"kinds": kinds, "n_tokens": n_tokens, "data": _b64(blocks.tobytes())},
     }
 
 
@@ -416,8 +250,6 @@ _CSP = (
 
 
 def _page(data: dict[str, Any], *, title: str, subtitle: str, theme: str) -> str:
-    from . import __version__
-
     page_theme = theme if theme in ("light", "dark") else "auto"
     return (
         "<!DOCTYPE html>\n"
@@ -439,8 +271,6 @@ def _page(data: dict[str, Any], *, title: str, subtitle: str, theme: str) -> str
 
 
 def _subtitle(session: Session, data: dict[str, Any], kinds: list[str]) -> str:
-    from . import __version__
-
     state = data["state"]
     used = sorted({k for k in kinds if k})
     parts = [
@@ -683,9 +513,9 @@ def projections_table(source: Any, *, all_layers: bool = False) -> pd.DataFrame:
             if entry is not None:
                 entries.append((layer, entry[0], entry[1]))
     seen = {(layer, kind) for layer, kind, _ in entries}
-    drop_first = bool(session.drop_first)
-    for (states_id, layer, kind, dropped), value in _cache_items(session):
-        if states_id == states.uid and dropped == drop_first and (layer, kind) not in seen:
+    cached = session.results.projections(states, drop_first=bool(session.drop_first))
+    for (kind, layer), value in cached.items():
+        if (layer, kind) not in seen:
             entries.append((int(layer), str(kind), np.asarray(value)))
             seen.add((layer, kind))
     entries.sort(key=lambda e: (e[1], e[0]))
@@ -714,19 +544,6 @@ def projections_table(source: Any, *, all_layers: bool = False) -> pd.DataFrame:
             }
         )
     return pd.concat(frames, ignore_index=True)
-
-
-def _cache_items(session: Session) -> list[tuple[Any, Any]]:
-    """A snapshot of the session's projection cache (its worker may be adding to it)."""
-    cache = getattr(session, "_projections", None)
-    if cache is None:
-        return []
-    for _ in range(10):
-        try:
-            return list(cache.items())
-        except RuntimeError:  # mutated during iteration: try again
-            continue
-    return []
 
 
 def _check_format(format: str) -> str:

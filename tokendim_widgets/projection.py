@@ -879,7 +879,7 @@ def _run_umap(
 
 
 def layer_order(n_layers: int, start: int) -> list[int]:
-    """Layers nearest to ``start`` first (start, start+1, start-1, start+2, ...).
+    """Layers nearest to ``start`` first (start, start-1, start+1, start-2, ...).
 
     The order in which to project the other layers in the background, so that each one can
     start from an adjacent layer that is already done.
@@ -887,11 +887,11 @@ def layer_order(n_layers: int, start: int) -> list[int]:
     Examples
     --------
     >>> layer_order(5, 1)
-    [1, 2, 0, 3, 4]
+    [1, 0, 2, 3, 4]
     """
     if not 0 <= start < n_layers:
         raise TokendimError(f"start must be a layer in 0..{n_layers - 1}, got {start}.")
-    return sorted(range(n_layers), key=lambda layer: (abs(layer - start), -layer))
+    return sorted(range(n_layers), key=lambda layer: (abs(layer - start), layer))
 
 
 class LayerProjector:
@@ -900,8 +900,10 @@ class LayerProjector:
     Each layer's UMAP starts from the nearest layer's UMAP already computed (else from this
     layer's PCA preview when there is one, else from its own PCA) and is returned in that
     layout's frame; each PCA preview is aligned (:func:`align_to`) to the nearest preview
-    already computed. Computing layers in :func:`layer_order` from the selected one makes
-    every layer start from an adjacent one, so scrubbing through the layers reads as motion.
+    already computed (of two at the same distance, the lower layer). Computing layers in
+    :func:`layer_order` from the selected one makes every layer start from an adjacent one, so
+    scrubbing through the layers reads as motion. This is the package's one chaining: the
+    session's :class:`~tokendim_widgets.results.Results` keeps one projector per cloud.
 
     The picture of a layer depends on its inputs and on the chain it was started from
     (``init_from_``): compute in the same order for the same pictures. Thread-safe: results are
@@ -954,8 +956,13 @@ class LayerProjector:
             done = [other for (k, other) in self.layouts_ if k == kind and other != layer]
             if not done:
                 return None, None
-            other = min(done, key=lambda o: (abs(o - layer), -o))
+            other = min(done, key=lambda o: (abs(o - layer), o))
             return other, self.layouts_[(kind, other)]
+
+    def layout(self, kind: str, layer: int) -> np.ndarray | None:
+        """The layout of ``layer`` computed so far (None if not computed yet)."""
+        with self._lock:
+            return self.layouts_.get((kind, layer))
 
     def _store(self, kind: str, layer: int, Y: np.ndarray, source: int | None) -> np.ndarray:
         with self._lock:

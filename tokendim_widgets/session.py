@@ -1,31 +1,17 @@
 """The reactive session: parameters in, results out, on a background thread, never stale.
 
-A :class:`Session` holds every parameter a user can change (model, prompts, estimator, k, cloud,
-selected layer and tokens) as traits, and publishes results as traits (the curve, the local-ID
-matrix, the projection of the selected layer, the metrics, status and progress). It knows no
-widget: the widgets set its parameters and observe its results.
-
-How it stays fast and correct
------------------------------
-* One worker thread runs *passes*. A pass walks the stages (hidden states -> PCA preview of the
-  selected layer -> ID curve -> local-ID matrix -> UMAP of the selected layer -> UMAP of the other
-  layers) and every stage is cached by exactly the parameters it depends on, so a pass after a
-  change of ``k`` finds the hidden states and the kNN graphs in cache and only redoes arithmetic.
-* Every parameter change wakes the worker. Long loops check, at each layer, whether the
-  parameters their stage depends on changed (then that stage's work is stale and dropped) or
-  whether any change is waiting (then the pass restarts, keeping what it cached).
-* Results are published under a lock, and only if the parameters they were computed from are
-  still the current ones: what is published always matches the latest parameters.
-* A change of the selected layer whose projection is cached is published at once, in the
-  caller's thread, without waking the worker.
+A :class:`Session` holds every parameter a user can change as traits and publishes results as
+traits; it knows no widget. Its computed results live in a :class:`~tokendim_widgets.results.
+Results` cache (:attr:`Session.results`). How passes, staleness and publishing work:
+docs/session.md.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -35,22 +21,17 @@ import traitlets as t
 
 from . import projection as proj
 from ._device import free_memory
-from .analysis import (
-    NULL_CONTROLS,
-    compare,
-    concat_curves,
-    estimator_label,
-    id_curve,
-    local_id,
-    null_curves,
-    summarize,
-)
+from .analysis import NULL_CONTROLS, compare, estimator_label, summarize
 from .clouds import CLOUDS, METRICS, CloudSpec
 from .errors import Cancelled, TokendimError
 from .estimators import ESTIMATORS, make_estimator
-from .graphs import GraphCache
+from .extraction import extract
 from .hidden_states import HiddenStates
+from .models import load_model
 from .progress import throttled
+from .prompts import as_prompt_set
+from .quality import model_quality
+from .results import Results
 
 log = logging.getLogger(__name__)
 
@@ -128,26 +109,6 @@ class _ChoiceOption(t.Unicode):
 
 class _Restart(Exception):
     """A change is waiting: end this pass early and start a new one (caches are kept)."""
-
-
-class _LRU(OrderedDict[Any, Any]):
-    """A tiny least-recently-used dictionary: results of old parameters are kept a while."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def get_fresh(self, key: Any) -> Any:
-        if key in self:
-            self.move_to_end(key)
-            return self[key]
-        return None
-
-    def put(self, key: Any, value: Any) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.size:
-            self.popitem(last=False)
 
 
 class Session(t.HasTraits):
@@ -234,16 +195,11 @@ class Session(t.HasTraits):
         self._layer_auto = self.layer < 0
         self._layer_of_old_states = False
         self._fixed_states: HiddenStates | None = None
-        self._states: _LRU = _LRU(2)
-        self._graphs: _LRU = _LRU(2)
-        self._curve_rows: _LRU = _LRU(4096)
-        self._locals: _LRU = _LRU(8)
-        self._projections: _LRU = _LRU(512)
+        self._results = Results(device=self.device, staged=STAGED_GRAPHS)
         self._pinned: dict[str, pd.DataFrame] = {}
         self._overlays: dict[str, pd.DataFrame] = {}
         self._controls: dict[str, pd.DataFrame] = {}
         self._controls_for: Any = None
-        self._control_curves: _LRU = _LRU(16)
         self._loaded: tuple[tuple[str, str, str], Any] | None = None
         self._thread = threading.Thread(target=self._loop, name="tokendim-session", daemon=True)
         self._thread.start()
@@ -257,6 +213,11 @@ class Session(t.HasTraits):
         session = cls(**params)
         session._fixed_states = hidden_states
         return session
+
+    @property
+    def results(self) -> Results:
+        """The cache of everything this session computed (graphs, curves, projections)."""
+        return self._results
 
     # ---- public control ------------------------------------------------------------------
     def run(self) -> Session:
@@ -332,9 +293,6 @@ class Session(t.HasTraits):
 
     def quality(self) -> dict[str, float]:
         """Mean next-token loss and perplexity of a causal LM on the session's prompts."""
-        from .prompts import as_prompt_set
-        from .quality import model_quality
-
         prompts = as_prompt_set(self.prompts)
         model = self._loaded[1] if self._loaded and self._loaded[0][0] == self.model else self.model
         return model_quality(model, prompts, device=self.device, dtype=self.dtype)
@@ -342,6 +300,8 @@ class Session(t.HasTraits):
     # ---- parameter changes -------------------------------------------------------------
     def _on_param(self, change: dict[str, Any]) -> None:
         name = change["name"]
+        if name == "device":
+            self._results.device = change["new"]
         if name == "layer":
             self._layer_auto = False
             self._layer_of_old_states = False
@@ -434,12 +394,12 @@ class Session(t.HasTraits):
     def _pass(self, snap: dict[str, Any]) -> None:
         self._set(busy=True, error="")
         states = self._states_for(snap)
-        graphs = self._graph_cache(states)
+        graphs = self._results.graphs_for(states)
         self._publish(snap, STATE_KEYS, hidden_states=states)
         layer = self._resolve_layer(snap, states)
 
         if not self._show_cached_projection():
-            preview = self._projection(snap, states, graphs, layer, "pca")
+            preview = self._results.projection(states, layer, "pca", drop_first=snap["drop_first"])
             self._publish(
                 snap,
                 PROJECTION_KEYS,
@@ -451,7 +411,7 @@ class Session(t.HasTraits):
         # The first pass's graphs hold what it shows (the curve, the local IDs, UMAP); a later
         # request for more neighbours (a larger k) deepens them to the full capacity once.
         graphs.first_k = max(int(snap["k"]), proj.UMAP_NEIGHBORS)
-        curve, overlays = self._curves(snap, states, graphs)
+        curve, overlays = self._curves(snap, states)
         self._publish_curves(curve, overlays, snap)
         if self._layer_auto and self.layer < 0:
             peak = int(summarize(curve)["working_layer"])
@@ -459,12 +419,12 @@ class Session(t.HasTraits):
             snap = self._params()
             layer = peak
 
-        local = self._local(snap, states, graphs)
+        local = self._local(snap, states)
         self._publish(snap, LOCAL_KEYS, local_ids=local)
 
         if snap["projection_method"] == "umap":
             self._set(status="projecting")
-            full = self._projection(snap, states, graphs, layer, "umap")
+            full = self._results.projection(states, layer, "umap", drop_first=snap["drop_first"])
             self._publish(
                 snap,
                 PROJECTION_KEYS,
@@ -476,19 +436,16 @@ class Session(t.HasTraits):
             self._publish_controls(snap, states, curve, overlays)
         self._publish(snap, PARAMS, status="done", busy=False, progress=1.0)
         self._maybe_idle()
-        self._fill_projections(snap, states, graphs, layer)
+        self._fill_projections(snap, states, layer)
 
     # ---- stages --------------------------------------------------------------------------
     def _states_for(self, snap: dict[str, Any]) -> HiddenStates:
         if self._fixed_states is not None:
             return self._fixed_states
         key = tuple(_hashable(snap[name]) for name in STATE_KEYS)
-        states = self._states.get_fresh(key)
+        states = self._results.cached_states(key)
         if states is not None:
             return states
-        from .extraction import extract
-        from .prompts import as_prompt_set
-
         prompts = as_prompt_set(snap["prompts"])
         self._set(status="loading model", progress=0.0, eta_seconds=-1.0, tokens_per_second=0.0)
         model: Any = snap["model"]
@@ -532,7 +489,7 @@ class Session(t.HasTraits):
         )
         log.info("hidden states ready in %.1f s", time.perf_counter() - started)
         self._checkpoint(snap, STATE_KEYS)
-        self._states.put(key, states)
+        self._results.keep_states(key, states)
         return states
 
     @staticmethod
@@ -540,28 +497,17 @@ class Session(t.HasTraits):
         return (snap["model"], snap["device"], snap["dtype"])
 
     def _load(self, snap: dict[str, Any]) -> Any:
-        from .models import load_model
-
         key = self._load_key(snap)
         if self._loaded is None or self._loaded[0] != key:
             self._loaded = None  # free the old model before loading the next one
             self._loaded = (key, load_model(key[0], device=key[1], dtype=key[2]))
         return self._loaded[1]
 
-    def _graph_cache(self, states: HiddenStates) -> GraphCache:
-        graphs = self._graphs.get_fresh(states.uid)
-        if graphs is None or graphs.hidden_states is not states:
-            graphs = GraphCache(states, device=self.device, staged=STAGED_GRAPHS)
-            self._graphs.put(states.uid, graphs)
-        return graphs
-
     def _estimator(self, name: str, snap: dict[str, Any]) -> Any:
         if name not in ESTIMATORS:
             raise TokendimError(
                 f"Unknown estimator {name!r}: choose one of {', '.join(ESTIMATORS)}."
             )
-        import inspect
-
         accepted = inspect.signature(ESTIMATORS[name].__init__).parameters
         params: dict[str, Any] = {}
         for key in K_PARAMS:
@@ -573,42 +519,26 @@ class Session(t.HasTraits):
         return make_estimator(name, **params)
 
     def _curves(
-        self, snap: dict[str, Any], states: HiddenStates, graphs: GraphCache
+        self, snap: dict[str, Any], states: HiddenStates
     ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
         with self._lock:
             if self._controls_for != self._controls_identity(snap, states):
                 self._controls, self._controls_for = {}, None
         names = list(dict.fromkeys([snap["estimator"], *snap["overlay"]]))
         spec = CloudSpec(snap["cloud"], snap["drop_first"], snap["metric"])
-        built: dict[str, pd.DataFrame] = {}
         total = len(names) * states.n_layers
-        done = 0
-        for name in names:
+        built: dict[str, pd.DataFrame] = {}
+        for index, name in enumerate(names):
             estimator = self._estimator(name, snap)
-            label = estimator_label(estimator)
-            parts = []
-            for layer in range(states.n_layers):
-                key = (states.uid, label, spec, layer)
-                row = self._curve_rows.get_fresh(key)
-                if row is None:
-                    self._checkpoint(snap, CURVE_KEYS)
-                    self._publish(
-                        snap, CURVE_KEYS, status="estimating", progress=done / max(total, 1)
-                    )
-                    row = id_curve(
-                        states,
-                        estimator,
-                        cloud=spec.cloud,
-                        drop_first=spec.drop_first,
-                        metric=spec.metric,
-                        layers=[layer],
-                        warn=False,  # the curve's columns say it; no stray output in a notebook
-                        graphs=graphs,
-                    )
-                    self._curve_rows.put(key, row)
-                parts.append(row)
-                done += 1
-            built[label] = concat_curves(parts)
+
+            def before(layer: int, index: int = index) -> None:
+                self._checkpoint(snap, CURVE_KEYS)
+                done = index * states.n_layers + layer
+                self._publish(snap, CURVE_KEYS, status="estimating", progress=done / max(total, 1))
+
+            built[estimator_label(estimator)] = self._results.curve(
+                states, estimator, spec, before=before
+            )
         main = built.pop(next(iter(built)))
         return main, built
 
@@ -629,25 +559,22 @@ class Session(t.HasTraits):
         """Null-control curves of the main estimator, drawn beside the curve."""
         estimator = self._estimator(snap["estimator"], snap)
         label = estimator_label(estimator)
+        spec = CloudSpec(snap["cloud"], snap["drop_first"], snap["metric"])
         built: dict[str, pd.DataFrame] = {}
         for control in snap["controls"]:
-            key = (states.uid, control, label, snap["cloud"], snap["drop_first"], snap["metric"])
-            null = self._control_curves.get_fresh(key)
-            if null is None:
+
+            def before(control: str = control) -> None:
                 self._checkpoint(snap, CURVE_KEYS)
                 self._publish(snap, CURVE_KEYS, status=f"{control} control")
-                null = null_curves(
-                    states,
-                    estimator,
-                    controls=[control],
-                    model=snap["model"] if self._fixed_states is None else None,
-                    cloud=snap["cloud"],
-                    drop_first=snap["drop_first"],
-                    metric=snap["metric"],
-                    warn=False,
-                )[control]
-                self._control_curves.put(key, null)
-            built[f"{label} · {control} control"] = null
+
+            built[f"{label} · {control} control"] = self._results.control_curve(
+                states,
+                estimator,
+                spec,
+                control,
+                model=snap["model"] if self._fixed_states is None else None,
+                before=before,
+            )
         with self._lock:
             self._controls = built
             self._controls_for = self._controls_identity(snap, states)
@@ -668,21 +595,14 @@ class Session(t.HasTraits):
         elif self._publish(snap, CURVE_KEYS, **values):
             self._overlays = dict(overlays)
 
-    def _local(self, snap: dict[str, Any], states: HiddenStates, graphs: GraphCache) -> Any:
-        key = (states.uid, snap["k"], snap["drop_first"], snap["metric"])
-        frame = self._locals.get_fresh(key)
-        if frame is None:
+    def _local(self, snap: dict[str, Any], states: HiddenStates) -> pd.DataFrame:
+        def before() -> None:
             self._checkpoint(snap, LOCAL_KEYS)
             self._publish(snap, LOCAL_KEYS, status="local dimensions")
-            frame = local_id(
-                states,
-                snap["k"],
-                drop_first=snap["drop_first"],
-                metric=snap["metric"],
-                graphs=graphs,
-            )
-            self._locals.put(key, frame)
-        return frame
+
+        return self._results.local_ids(
+            states, snap["k"], drop_first=snap["drop_first"], metric=snap["metric"], before=before
+        )
 
     def _resolve_layer(self, snap: dict[str, Any], states: HiddenStates) -> int:
         layer = snap["layer"]
@@ -704,54 +624,6 @@ class Session(t.HasTraits):
             self.layer = layer
             self._layer_auto = True
 
-    def _projection(
-        self,
-        snap: dict[str, Any],
-        states: HiddenStates,
-        graphs: GraphCache,
-        layer: int,
-        kind: str,
-    ) -> np.ndarray:
-        key = (states.uid, layer, kind, snap["drop_first"])
-        cached = self._projections.get_fresh(key)
-        if cached is not None:
-            return np.asarray(cached)
-        spec = CloudSpec("all", snap["drop_first"])
-        rows = graphs.groups(spec)[0]
-        X = graphs.points(layer, rows)
-        if kind == "pca":
-            reference = self._neighbour_layout(states, layer, "pca", snap["drop_first"], rows)
-            Y = proj.pca_2d(X)
-            if reference is not None:
-                Y = proj.align_to(Y, reference)
-        else:
-            graph = graphs.graph(layer, spec, 0, k=proj.UMAP_NEIGHBORS)
-            init = self._neighbour_layout(states, layer, "umap", snap["drop_first"], rows)
-            if init is None:
-                # Start from the PCA preview on screen, so the preview morphs into the UMAP
-                # layout in the same frame instead of jumping.
-                preview = self._projections.get_fresh(
-                    (states.uid, layer, "pca", snap["drop_first"])
-                )
-                init = None if preview is None else np.asarray(preview)[rows]
-            Y = proj.umap_2d(X, knn=graph, init="pca" if init is None else init)
-        full = np.full((states.n_tokens, 2), np.nan, dtype=np.float32)
-        full[rows] = Y
-        self._projections.put(key, full)
-        return full
-
-    def _neighbour_layout(
-        self, states: HiddenStates, layer: int, kind: str, drop_first: bool, rows: np.ndarray
-    ) -> np.ndarray | None:
-        """The cached layout of the nearest layer, on the same rows: the next layout starts
-        from it, so scrubbing through layers reads as motion rather than as re-layouts."""
-        for offset in range(1, states.n_layers):
-            for other in (layer - offset, layer + offset):
-                cached = self._projections.get_fresh((states.uid, other, kind, drop_first))
-                if cached is not None:
-                    return np.asarray(cached)[rows]
-        return None
-
     def _show_cached_projection(self) -> bool:
         """Publish the selected layer's projection at once if it is cached."""
         with self._lock:
@@ -759,24 +631,25 @@ class Session(t.HasTraits):
             if states is None or self.layer < 0:
                 return False
             for kind in ("umap", "pca") if self.projection_method == "umap" else ("pca",):
-                cached = self._projections.get_fresh(
-                    (states.uid, self.layer, kind, self.drop_first)
+                cached = self._results.cached_projection(
+                    states, self.layer, kind, drop_first=self.drop_first
                 )
                 if cached is not None:
                     self._set(projection=cached, projection_kind=kind, projection_layer=self.layer)
                     return kind == "umap" or self.projection_method == "pca"
         return False
 
-    def _fill_projections(
-        self, snap: dict[str, Any], states: HiddenStates, graphs: GraphCache, start: int
-    ) -> None:
+    def _fill_projections(self, snap: dict[str, Any], states: HiddenStates, start: int) -> None:
         """Project the other layers in the background, nearest to the selected one first."""
         kinds = ["pca", "umap"] if snap["projection_method"] == "umap" else ["pca"]
-        order = sorted(range(states.n_layers), key=lambda layer: (abs(layer - start), layer))
         for kind in kinds:
-            for layer in order:
-                self._checkpoint(snap, FILL_KEYS)
-                self._projection(snap, states, graphs, layer, kind)
+            self._results.fill_projections(
+                states,
+                kind,
+                drop_first=snap["drop_first"],
+                start=start,
+                before=lambda: self._checkpoint(snap, FILL_KEYS),
+            )
 
 
 def _hashable(value: Any) -> Any:

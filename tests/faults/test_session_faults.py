@@ -65,21 +65,33 @@ def test_good_options_are_kept(session):
 
 
 def test_an_interrupted_wait_cancels_the_work(session, monkeypatch):
-    session.run()
+    main = threading.current_thread()
     real_wait = threading.Event.wait
+    states_out = threading.Event()
+    interrupted = threading.Event()
 
-    def interrupted(self, timeout=None):
-        if self is session._idle:
+    def hold(change):  # the worker waits here until the wait below was interrupted
+        states_out.set()
+        real_wait(interrupted, 30)
+
+    def ctrl_c(self, timeout=None):
+        if threading.current_thread() is main and self is not states_out:
             raise KeyboardInterrupt
         return real_wait(self, timeout)
 
-    monkeypatch.setattr(threading.Event, "wait", interrupted)
+    session.observe(hold, names="hidden_states")
+    session.run()
+    assert states_out.wait(30)  # the pass has started: the curve is still to come
+    monkeypatch.setattr(threading.Event, "wait", ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         session.wait()
     monkeypatch.undo()
-    assert session._cancel.is_set()
+    interrupted.set()
+    session.wait(30, raise_error=False)
+    assert session.status == "cancelled" and session.curve is None
     session.close(timeout=30)
-    assert not session._thread.is_alive()  # the worker stopped
+    with pytest.raises(TimeoutError):  # the worker stopped: nothing runs any more
+        session.run().wait(0.5)
 
 
 def test_option_errors_are_also_trait_errors_for_linked_widgets(session):

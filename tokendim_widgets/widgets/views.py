@@ -1,9 +1,8 @@
 """The anywidget views: thin Python classes over one bundled front-end module.
 
-Every view observes a :class:`~tokendim_widgets.session.Session` and sets its parameters; none
-computes anything. Views that share a session are linked through it: clicking a layer in the
-curve sets ``session.layer``, which every other view of that session follows. The trait names
-are the protocol documented in js/README.md.
+Every view observes a :class:`~tokendim_widgets.session.Session`, sets its parameters and
+computes nothing; views that share a session are linked through it. Each view declares the
+traits of its groups in :mod:`tokendim_widgets.wire` (the protocol: docs/wire-protocol.md).
 """
 
 from __future__ import annotations
@@ -13,16 +12,16 @@ import threading
 import uuid
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import anywidget
 import numpy as np
 import traitlets as t
 
-from ..clouds import CLOUDS
+from .. import export, wire
 from ..errors import TokendimError
+from ..prompts import parse_prompts
 from ..session import Session
-from . import payload
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -38,134 +37,152 @@ def _bundle() -> Path:
 
 
 def _to_json_indices(value: Any, widget: Any) -> bytes:
-    return payload.int32_bytes(payload.int_array(value))
+    return wire.int32_bytes(wire.int_array(value))
 
 
 def _from_json_indices(value: Any, widget: Any) -> np.ndarray:
-    return payload.int_array(value)
+    return wire.int_array(value)
 
 
 def _from_json_bytes(value: Any, widget: Any) -> bytes:
     return bytes(value) if value is not None else b""
 
 
-def _bytes_trait() -> t.Bytes:
-    # Arrives from the front end as a memoryview: keep it as bytes.
-    return t.Bytes(b"").tag(sync=True, from_json=_from_json_bytes)
+def _trait(name: str) -> Any:
+    """The synced trait ``name`` with its default from :data:`tokendim_widgets.wire.GROUPS`."""
+    value = wire.default(name)
+    if isinstance(value, np.ndarray):  # token rows: int32 bytes on the wire, an array here
+        return t.Any(value).tag(sync=True, to_json=_to_json_indices, from_json=_from_json_indices)
+    if isinstance(value, bytes):  # arrives from the front end as a memoryview: keep bytes
+        return t.Bytes(value).tag(sync=True, from_json=_from_json_bytes)
+    if isinstance(value, bool):
+        return t.Bool(value).tag(sync=True)
+    if isinstance(value, int):
+        return t.Int(value).tag(sync=True)
+    if isinstance(value, float):
+        return t.Float(value).tag(sync=True)
+    if isinstance(value, str):
+        return t.Unicode(value).tag(sync=True)
+    return t.List(value).tag(sync=True)
+
+
+class _Tokens(t.HasTraits):
+    n_tokens = _trait("n_tokens")
+    token_text = _trait("token_text")
+    token_offsets = _trait("token_offsets")
+    token_prompt = _trait("token_prompt")
+    token_position = _trait("token_position")
+
+
+class _Curve(t.HasTraits):
+    curves = _trait("curves")
+    curve_ylabel = _trait("curve_ylabel")
+
+
+class _Projection(t.HasTraits):
+    projection = _trait("projection")
+    projection_kind = _trait("projection_kind")
+    projection_layer = _trait("projection_layer")
+    color_by = _trait("color_by")
+
+
+class _Local(t.HasTraits):
+    local_id = _trait("local_id")
+    local_id_range = _trait("local_id_range")
+    # "robust" (local_id_range, 2nd-98th percentile), "p5" (5th-95th) or "full" (min-max)
+    local_id_range_mode = _trait("local_id_range_mode")
+
+
+class _Metrics(t.HasTraits):
+    metrics = _trait("metrics")
+    metrics_columns = _trait("metrics_columns")
+
+
+class _Controls(t.HasTraits):
+    model_ref = _trait("model_ref")
+    model_choices = _trait("model_choices")
+    prompt_set = _trait("prompt_set")
+    prompt_choices = _trait("prompt_choices")
+    shuffled = _trait("shuffled")
+    controls = _trait("controls")
+    estimator = _trait("estimator")
+    estimator_choices = _trait("estimator_choices")
+    k = _trait("k")
+    scale = _trait("scale")
+    cloud = _trait("cloud")
+    cloud_choices = _trait("cloud_choices")
+    progress = _trait("progress")
+    tokens_per_second = _trait("tokens_per_second")
+    eta_seconds = _trait("eta_seconds")
+    busy = _trait("busy")
 
 
 class SessionView(anywidget.AnyWidget):
-    """Base class of the views: every protocol trait, bound to a session.
+    """Base class of the views: the shared traits, bound to a session.
 
-    Subclasses pick the front-end view (``_view``) and the groups of session results they
-    need (``_needs``), so a standalone curve does not receive a 100,000-token projection.
+    Subclasses pick the front-end view (``_view``) and add the trait groups they show, so a
+    standalone curve neither has nor receives a 100,000-token projection. :meth:`close`
+    stops observing the session.
     """
 
     _esm = _bundle()
     _view = t.Unicode("explorer").tag(sync=True)
-    _needs: ClassVar[frozenset[str]] = frozenset()
 
-    # shared selection state
-    layer = t.Int(0).tag(sync=True)
-    n_layers = t.Int(0).tag(sync=True)
-    selected_tokens = t.Any(np.empty(0, dtype=np.int64)).tag(
-        sync=True, to_json=_to_json_indices, from_json=_from_json_indices
-    )
-    hovered_token = t.Int(-1).tag(sync=True)
-    theme = t.Unicode("auto").tag(sync=True)
-    # tokens
-    n_tokens = t.Int(0).tag(sync=True)
-    token_text = _bytes_trait()
-    token_offsets = _bytes_trait()
-    token_prompt = _bytes_trait()
-    token_position = _bytes_trait()
-    # curve
-    curves: t.List[Any] = t.List().tag(sync=True)
-    curve_ylabel = t.Unicode("intrinsic dimension").tag(sync=True)
-    # scatter
-    projection = _bytes_trait()
-    projection_kind = t.Unicode("").tag(sync=True)
-    projection_layer = t.Int(-1).tag(sync=True)
-    color_by = t.Unicode("local_id").tag(sync=True)
-    local_id = _bytes_trait()
-    local_id_range = t.List([0.0, 1.0]).tag(sync=True)
-    # "robust" (local_id_range, 2nd-98th percentile), "p5" (5th-95th) or "full" (min-max)
-    local_id_range_mode = t.Unicode("robust").tag(sync=True)
-    # metrics
-    metrics: t.List[Any] = t.List().tag(sync=True)
-    metrics_columns: t.List[Any] = t.List().tag(sync=True)
-    # controls
-    model_ref = t.Unicode("").tag(sync=True)
-    model_choices: t.List[Any] = t.List().tag(sync=True)
-    prompt_set = t.Unicode("").tag(sync=True)
-    prompt_choices: t.List[Any] = t.List().tag(sync=True)
-    shuffled = t.Bool(False).tag(sync=True)
-    controls: t.List[Any] = t.List().tag(sync=True)
-    estimator = t.Unicode("twonn").tag(sync=True)
-    estimator_choices: t.List[Any] = t.List().tag(sync=True)
-    k = t.Int(20).tag(sync=True)
-    scale = t.Int(0).tag(sync=True)
-    cloud = t.Unicode("all").tag(sync=True)
-    cloud_choices = t.List(list(CLOUDS)).tag(sync=True)
-    status = t.Unicode("idle").tag(sync=True)
-    progress = t.Float(0.0).tag(sync=True)
-    tokens_per_second = t.Float(0.0).tag(sync=True)
-    eta_seconds = t.Float(-1.0).tag(sync=True)
-    error = t.Unicode("").tag(sync=True)
-    busy = t.Bool(False).tag(sync=True)
+    layer = _trait("layer")
+    n_layers = _trait("n_layers")
+    selected_tokens = _trait("selected_tokens")
+    hovered_token = _trait("hovered_token")
+    theme = _trait("theme")
+    status = _trait("status")
+    error = _trait("error")
 
     def __init__(self, session: Session, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.session = session
         self._syncing = threading.local()
         self._exports: dict[str, Any] = {}
+        self._observers: list[tuple[Any, list[str]]] = []
+        self.groups = tuple(
+            group
+            for group, traits in wire.GROUPS.items()
+            if all(self.has_trait(name) for name in traits)
+        )
         self._bind()
 
     # ---- session -> view ---------------------------------------------------------------
+    def _observe_session(self, handler: Any, names: list[str]) -> None:
+        self.session.observe(handler, names=names)
+        self._observers.append((handler, names))
+
     def _bind(self) -> None:
-        s = self.session
-        # Parameters a view can change: mirrored both ways.
         self._mirror("layer", "layer", to_view=lambda v: max(int(v), 0))
         self._mirror("selected_tokens", "selected_tokens")
-        self._mirror("estimator", "estimator")
-        self._mirror("k", "k")
-        self._mirror("scale", "scale", to_view=lambda v: v or 0, to_session=lambda v: v or None)
-        self._mirror("cloud", "cloud")
-        self._mirror("shuffled", "shuffled")
-        self._mirror("controls", "controls", to_view=list, to_session=list)
-        self._mirror("model", "model_ref")
-        self._mirror(
-            "prompts",
-            "prompt_set",
-            to_view=lambda v: v if isinstance(v, str) else getattr(v, "name", "custom"),
-            to_session=lambda v: v,
-        )
-        for name in ("status", "progress", "tokens_per_second", "eta_seconds", "error", "busy"):
-            s.observe(self._relay, names=name)
-            self._relay({"name": name, "new": getattr(s, name)})
-        s.observe(self._on_states, names="hidden_states")
-        s.observe(self._on_curves, names="curves")
-        s.observe(self._on_local, names="local_ids")
-        s.observe(self._on_projection, names=["projection", "projection_kind"])
-        self._on_states()
-        self._on_curves()
-        self._on_local()
-        self._on_projection()
+        if "controls" in self.groups:
+            self._mirror("estimator", "estimator")
+            self._mirror("k", "k")
+            self._mirror("scale", "scale", to_view=lambda v: v or 0, to_session=lambda v: v or None)
+            self._mirror("cloud", "cloud")
+            self._mirror("shuffled", "shuffled")
+            self._mirror("controls", "controls", to_view=list, to_session=list)
+            self._mirror("model", "model_ref")
+            self._mirror(
+                "prompts",
+                "prompt_set",
+                to_view=lambda v: v if isinstance(v, str) else getattr(v, "name", "custom"),
+                to_session=lambda v: v,
+            )
+            for name, value in wire.choices().items():
+                setattr(self, name, value)
+        status = [name for name, group in wire.STATUS.items() if group in self.groups]
+        self._observe_session(self._relay, status)
+        for name in status:
+            self._relay({"name": name, "new": getattr(self.session, name)})
+        results = [
+            name for name, groups in wire.RESULT_GROUPS.items() if set(groups) & set(self.groups)
+        ]
+        self._observe_session(self._on_result, results)
+        self._refresh(self.groups)
         self.on_msg(self._on_message)
-        self._fill_choices()
-
-    def _fill_choices(self) -> None:
-        from ..estimators import ESTIMATORS
-
-        self.estimator_choices = list(ESTIMATORS)
-        try:
-            from ..models import list_aliases
-            from ..prompts import builtin_sets
-
-            self.model_choices = list(list_aliases())
-            self.prompt_choices = list(builtin_sets())
-        except ImportError:  # pragma: no cover - partial installs
-            pass
 
     def _mirror(
         self,
@@ -199,45 +216,30 @@ class SessionView(anywidget.AnyWidget):
             finally:
                 self._syncing.active = False
 
-        self.session.observe(push, names=session_name)
+        self._observe_session(push, [session_name])
         self.observe(pull, names=view_name)
         push({"new": getattr(self.session, session_name)})
 
     def _relay(self, change: dict[str, Any]) -> None:
         setattr(self, change["name"], change["new"])
 
-    def _on_states(self, change: Any = None) -> None:
-        states = self.session.hidden_states
-        if states is None:
-            return
-        with self.hold_sync():
-            self.n_layers = states.n_layers
-            if "tokens" in self._needs:
-                for name, value in payload.token_buffers(states.tokens).items():
-                    setattr(self, name, value)
+    def _on_result(self, change: dict[str, Any]) -> None:
+        self._refresh(wire.RESULT_GROUPS[change["name"]])
 
-    def _on_curves(self, change: Any = None) -> None:
+    def _refresh(self, groups: Any) -> None:
+        """Set the traits of ``groups`` (those this view has) from the session's results."""
+        values = wire.session_state(self.session, set(groups) & set(self.groups))
         with self.hold_sync():
-            if "curve" in self._needs:
-                self.curves = payload.curves_payload(self.session.curves)
-            if "metrics" in self._needs:
-                self.metrics, self.metrics_columns = payload.metrics_payload(self.session.metrics)
+            for name, value in values.items():
+                setattr(self, name, value)
 
-    def _on_local(self, change: Any = None) -> None:
-        if "local" not in self._needs:
-            return
-        data, value_range = payload.local_id_payload(self.session.local_ids)
-        with self.hold_sync():
-            self.local_id = data
-            self.local_id_range = value_range
-
-    def _on_projection(self, change: Any = None) -> None:
-        if "projection" not in self._needs or self.session.projection is None:
-            return
-        with self.hold_sync():
-            self.projection = payload.float32_bytes(self.session.projection)
-            self.projection_kind = self.session.projection_kind
-            self.projection_layer = self.session.projection_layer
+    def close(self) -> None:
+        """Stop observing the session and close the widget (the session stays open)."""
+        observers, self._observers = self._observers, []
+        for handler, names in observers:
+            with contextlib.suppress(ValueError):
+                self.session.unobserve(handler, names=names)
+        super().close()
 
     # ---- view -> session ---------------------------------------------------------------
     def _on_message(self, widget: Any, content: Any, buffers: Any) -> None:
@@ -305,9 +307,7 @@ class SessionView(anywidget.AnyWidget):
         >>> explorer.to_html("explorer.html")  # doctest: +SKIP
         PosixPath('explorer.html')
         """
-        from ..export import export_html
-
-        return export_html(self, path, title=title, view=view)
+        return export.export_html(self, path, title=title, view=view)
 
     def export_data(
         self, folder: str | Path, *, format: str = "parquet", all_layers: bool = False
@@ -321,9 +321,7 @@ class SessionView(anywidget.AnyWidget):
         --------
         >>> explorer.export_data("results", format="csv")  # doctest: +SKIP
         """
-        from ..export import export_data
-
-        return export_data(self, folder, format=format, all_layers=all_layers)
+        return export.export_data(self, folder, format=format, all_layers=all_layers)
 
     def to_parquet(self, folder: str | Path, *, all_layers: bool = False) -> dict[str, Path]:
         """:meth:`export_data` as Parquet files."""
@@ -410,10 +408,8 @@ class SessionView(anywidget.AnyWidget):
             return
         future, target, fmt, timer = entry
         timer.cancel()
-        from ..export import write_image
-
         try:
-            future.set_result(write_image(target, fmt, content))
+            future.set_result(export.write_image(target, fmt, content))
         except TokendimError as exc:
             future.set_exception(exc)
 
@@ -433,21 +429,17 @@ class SessionView(anywidget.AnyWidget):
 
 
 def _prompts_from_text(text: str) -> Any:
-    from ..prompts import parse_prompts
-
     return parse_prompts(text, "txt", name="pasted")
 
 
 def _prompts_from_file(name: str, text: str) -> Any:
-    from ..prompts import parse_prompts
-
     suffix = Path(name).suffix.lower().lstrip(".") or "txt"
     if suffix not in {"txt", "jsonl", "csv"}:
         raise TokendimError(f"Cannot read {name!r}: upload a .txt, .jsonl or .csv file.")
     return parse_prompts(text, suffix, name=Path(name).stem, origin=f"Prompt file {name!r}")
 
 
-class Explorer(SessionView):
+class Explorer(SessionView, _Tokens, _Curve, _Projection, _Local, _Metrics, _Controls):
     """The whole dashboard: controls, ID curve, metrics, projection scatter and token heatmap.
 
     Parameters
@@ -470,7 +462,6 @@ class Explorer(SessionView):
     """
 
     _view = t.Unicode("explorer").tag(sync=True)
-    _needs = frozenset({"tokens", "curve", "metrics", "local", "projection"})
 
     def __init__(
         self,
@@ -481,6 +472,7 @@ class Explorer(SessionView):
         run: bool = True,
         **params: Any,
     ) -> None:
+        self._owns_session = session is None
         if session is None:
             session = Session(model=model, prompts=prompts, **params)
         super().__init__(session)
@@ -488,12 +480,14 @@ class Explorer(SessionView):
             self.session.run()
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.session.close()
+        """Close the widget, and the session too if this Explorer created it."""
         super().close()
+        if self._owns_session:
+            with contextlib.suppress(Exception):
+                self.session.close()
 
 
-class IDCurveView(SessionView):
+class IDCurveView(SessionView, _Curve):
     """The layer-wise ID curve with its error band; click a layer to select it.
 
     Examples
@@ -513,10 +507,9 @@ class IDCurveView(SessionView):
     """
 
     _view = t.Unicode("curve").tag(sync=True)
-    _needs = frozenset({"curve"})
 
 
-class ProjectionView(SessionView):
+class ProjectionView(SessionView, _Tokens, _Projection, _Local):
     """The selected layer's 2-D projection (PCA preview, then UMAP), with box/lasso select.
 
     Examples
@@ -536,10 +529,9 @@ class ProjectionView(SessionView):
     """
 
     _view = t.Unicode("scatter").tag(sync=True)
-    _needs = frozenset({"tokens", "local", "projection"})
 
 
-class TokenHeatmapView(SessionView):
+class TokenHeatmapView(SessionView, _Tokens, _Local):
     """Tokens x layers, coloured by local ID; click a cell to select its token and layer.
 
     Examples
@@ -556,10 +548,9 @@ class TokenHeatmapView(SessionView):
     """
 
     _view = t.Unicode("heatmap").tag(sync=True)
-    _needs = frozenset({"tokens", "local"})
 
 
-class MetricsView(SessionView):
+class MetricsView(SessionView, _Metrics):
     """The paper's metrics for every curve of the session.
 
     Examples
@@ -576,10 +567,9 @@ class MetricsView(SessionView):
     """
 
     _view = t.Unicode("metrics").tag(sync=True)
-    _needs = frozenset({"metrics"})
 
 
-class ControlsView(SessionView):
+class ControlsView(SessionView, _Controls):
     """Model and prompt pickers, estimator parameters, Run / Cancel and progress.
 
     Examples
@@ -596,4 +586,3 @@ class ControlsView(SessionView):
     """
 
     _view = t.Unicode("controls").tag(sync=True)
-    _needs = frozenset()
