@@ -84,10 +84,9 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from .. import knn as _knn
 from .._device import full_float32, resolve_device
 from ..errors import TokendimError
-from ..knn import KNNGraph, float32_error
+from ..knn import KNNGraph, TooFewPoints, as_points, column_mean, float32_error, search
 from ..knn import knn as knn_search
 from ..resampling import (
     as_group_labels,
@@ -506,20 +505,14 @@ class CorrelationDimension(IDEstimator):
             return min(n_u - 1, max(need, _GRAPH_FACTOR * int(self.k2)))
 
         if knn is None:
-            X = _knn._as_tensor(X)
+            X = as_points(X)
             if X.shape[0] <= int(self.max_points):
-                # No sample will be drawn: search the graph as build_graph does (copies
-                # removed, near copies found in the graph), sized for the counts below.
-                knn = _knn._graph_of(
-                    X,
-                    graph_size,
-                    device=self.device,
-                    dedupe=True,
-                    rtol=_knn.DEFAULT_RTOL,
-                    chunk_size=None,
-                    screen="auto",
-                    too_few=too_few,
-                )
+                # No sample will be drawn: search the graph (copies removed, near copies
+                # found in the graph), sized for the counts below.
+                try:
+                    knn = search(X, graph_size, device=self.device)
+                except TooFewPoints as exc:
+                    raise too_few(exc.k, exc.n_unique, exc.n_merged) from None
         xu, keep, _, n_points = unique_points(X, knn)
         n_u = xu.shape[0]
         if n_u < least:
@@ -785,7 +778,7 @@ class _PairCounter:
         t = torch.from_numpy(np.ascontiguousarray(xs))
         self.rows = t.to(dev) if dev.type != "mps" else t.to(dev, torch.float32)
         # Centre in float64, in slices, so no float64 copy of the whole cloud is made.
-        mean = _knn._column_mean(t, dev)
+        mean = column_mean(t, dev)
         # One matrix product gives |x_i - x_j|^2 = [x_i, |x_i|^2, 1] . [-2 x_j, 1, |x_j|^2]:
         # no separate passes over the (rows x points) block to add the squared norms. Only
         # the right side is stored for every point; a counted row's left side is derived
