@@ -9,6 +9,7 @@ alternate, so machine load affects both alike. The graphs must be identical bit 
 Usage::
 
     python benchmarks/knn_ab.py OLD_CHECKOUT NEW_CHECKOUT --rounds 3
+    python benchmarks/knn_ab.py OLD NEW --task values   # every estimator's value, per layer
     python benchmarks/knn_ab.py OLD NEW --task pca      # the PCA preview instead
 """
 
@@ -41,14 +42,32 @@ if task == "knn":
         start = time.perf_counter()
         g = build_graph(X, 64, device="cpu")
         out[f"layer {layer}"] = time.perf_counter() - start
-        out[f"hash {layer}"] = hashlib.sha256(g.distances.tobytes() + g.indices.tobytes()).hexdigest()
+        raw = g.distances.tobytes() + g.indices.tobytes()
+        out[f"hash {layer}"] = hashlib.sha256(raw).hexdigest()
     sys.path.insert(0, sys.argv[3])
     from estimators import make_cloud
     X = make_cloud(10_000)
     start = time.perf_counter()
     g = build_graph(X, 64, device="cpu")
     out["synthetic"] = time.perf_counter() - start
-    out["hash synthetic"] = hashlib.sha256(g.distances.tobytes() + g.indices.tobytes()).hexdigest()
+    raw = g.distances.tobytes() + g.indices.tobytes()
+    out["hash synthetic"] = hashlib.sha256(raw).hexdigest()
+elif task == "values":
+    import tokendim_widgets as td
+    from tokendim_widgets.estimators import ESTIMATORS, make_estimator
+    hs = td.extract("smollm2-135m", "mixed")
+    for layer in layers:
+        X = np.ascontiguousarray(hs.layer(layer), dtype=np.float32)
+        for name in ESTIMATORS:
+            est = make_estimator(name)
+            if "device" in est.get_params():
+                est.set_params(device="cpu")
+            start = time.perf_counter()
+            est.fit(X)
+            out[f"{name} {layer}"] = time.perf_counter() - start
+            out[f"hash {name} {layer}"] = repr(
+                (est.dimension_, tuple(est.dimension_interval_), est.standard_error_)
+            )
 elif task == "pca":
     import tokendim_widgets as td
     from tokendim_widgets.projection import pca_2d
@@ -91,7 +110,7 @@ def main() -> None:
     parser.add_argument("old")
     parser.add_argument("new")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--task", choices=("knn", "pca"), default="knn")
+    parser.add_argument("--task", choices=("knn", "values", "pca"), default="knn")
     parser.add_argument("--layers", default=",".join(map(str, LAYERS)))
     args = parser.parse_args()
     results: dict[str, list[dict[str, object]]] = {"old": [], "new": []}

@@ -461,11 +461,7 @@ def _select_symmetric(
             flat = torch.nonzero(wanted.view(-1)).squeeze(1)
             v = block.view(-1).index_select(0, flat)
             del block, wanted, limit
-            if width & (width - 1) == 0:  # the usual tile: shifts, not divisions
-                shift = width.bit_length() - 1
-                i, j = flat >> shift, flat & (width - 1)
-            else:
-                i, j = torch.div(flat, width, rounding_mode="floor"), flat % width
+            i, j = torch.div(flat, width, rounding_mode="floor"), flat % width
             # Each entry to the side whose threshold it is under: the rows', then the columns'.
             sides = ((a, b, i, j + c, t_rows), (c, d, j, i + a, t_cols))
             for start, stop, own, other, thr in sides:

@@ -1,26 +1,8 @@
 """What every estimator shares: parameters, the kNN graph it is fitted on, error bars.
 
-Estimators follow scikit-learn's conventions: the constructor stores hyper-parameters and
-checks nothing; ``fit`` checks them, computes, sets attributes ending in ``_`` and returns
-``self``. A fit starts from points (``fit(X)``: duplicates are removed and the exact kNN graph
-is searched) or from a precomputed graph (``fit(knn=graph)``: a :class:`~tokendim_widgets.knn.
-KNNGraph` or a raw ``(distances, indices)`` pair), so that one graph serves every estimator.
-
-Error bars (``dimension_interval_``, level ``confidence``) are chosen by ``interval``:
-
-* ``"auto"`` (default): with ``fit(..., groups=labels)`` (e.g. the prompt of each token), a
-  bootstrap over whole groups ("group bootstrap"); without groups, over blocks of the kNN graph
-  ("block bootstrap"). Replicates reweight the per-point statistics of the one graph (no new
-  neighbour search), and are paired across fits with the same labels and seed
-  (:mod:`tokendim_widgets.resampling`); ``bootstrap_dimensions_`` holds them.
-* ``"bootstrap"``: groups if given, otherwise single points (independent points).
-* ``"analytic"``: the point-level interval: exact or asymptotic likelihood where the estimator
-  has one (TwoNN ``method="mle"``, GRIDE), otherwise a delete-a-group jackknife over
-  ``n_groups`` random groups of points. Tokens of one prompt and points that share neighbours
-  are not independent, so these are too narrow on token clouds (benchmarks/README.md).
-
-``interval_method_`` names what was done. ``metric="cosine"`` scales rows to unit length before
-the neighbour search (a graph passed as ``knn`` is taken as built in the estimator's metric).
+scikit-learn conventions (parameters checked by ``fit``, results end in ``_``); a fit starts
+from points or from a precomputed graph, so that one graph serves every estimator. How the
+intervals are chosen (``interval``): docs/estimators.md.
 """
 
 from __future__ import annotations

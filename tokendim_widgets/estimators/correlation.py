@@ -1,77 +1,9 @@
 """Grassberger-Procaccia correlation dimension, read in a window at the 10th-20th neighbour radii.
 
-With the default window this is in effect a local estimator at neighbour ranks 10 to 20 (a
-larger scale than TwoNN, like MLE at k = 10-20). It is a standard measure, not a reconstruction
-of any paper's: ``local_slope_`` shows the whole curve's slope so that a user can see whether
-the window sits on a plateau, and ``r_min``/``r_max`` move the window. With
-``metric="cosine"`` it reads the angular geometry of the row-normalised states.
-
-The correlation integral ``C(r)`` is the fraction of pairs of distinct points closer than
-``r`` (strictly; window radii are lowered by 1e-9 relative so that a pair whose distance *is*
-a window end never flips in or out of the count with rounding). On a d-dimensional cloud
-``C(r) ~ r^d`` at small r, so the dimension is the slope of ``log C`` against ``log r`` in a
-scaling window: above the radii where pairs are too few to count (and noise dominates), below
-those where the cloud's size and curvature bend the curve.
-
-Scaling window
---------------
-Automatic rule (default): ``[r_min, r_max]`` = the medians, over points, of the distance to
-the ``k1``-th and the ``k2``-th nearest neighbour (10 and 20 by default). It adapts to the
-cloud's scale and density, and at these radii a typical point has k1 to k2 partners, so the
-counts are large (about ``n * k / 2`` pairs) yet the radii stay local. ``r_min``/``r_max`` set
-the window explicitly instead (either one overrides its end).
-
-``method="fit"`` (default): least-squares slope of ``log C`` on ``log r`` at 8 radii evenly
-spaced in ``log r`` across the window. ``method="two_point"``: the slope between the window's
-two ends only, ``log(C(r_max) / C(r_min)) / log(r_max / r_min)``: scikit-dimension's
-``CorrInt(k1, k2)`` (from R ider), reproduced exactly on the same data.
-
-Counting
---------
-Fitted from points, the window counts are those of every pair of distinct points, exactly,
-mostly read from a kNN graph rather than from a pass over all pairs. The exact kNN graph of the
-points (``3 * k2`` neighbours when ``fit`` searches it, or the graph passed as ``knn``) lists,
-for most points, every partner closer than the largest fit radius: a point whose last listed
-neighbour is farther than that radius (by more than the graph's distance error) gets its counts
-from its list. Only the others, "censored" points (a few % at ``3 * k2`` neighbours: dense
-regions), are counted against every point: float32 matrix products of the centred cloud (torch,
-chunked) screen their pairs, and every pair that could lie inside the window, given the float32
-error bound, is measured exactly (float64 difference of the rows). Listed distances that lie
-within the graph's error of a fit radius are measured the same way before they are compared
-with it, so the counts are exactly those of all pairs, whatever the offset or precision of the
-input (``n_exact_rows_`` says how many points were counted against all). The graph's distances
-must be those of the points, as :func:`~tokendim_widgets.knn.build_graph` returns them
-(accurate to ~1e-6 relative for float32 rows, 1e-15 for float64); re-measured neighbour columns
-check it, and a graph that fails the check is ignored for the counts (every point is counted
-against all, with a warning). Above ``max_points`` distinct points a seeded random subset of
-``max_points`` points is drawn and all its pairs are counted (an unbiased sample of pairs; its
-window is set from its own neighbour distances and graph).
-
-The full curve ``C(r)`` at ``n_radii`` radii, from the smallest neighbour distance to the
-cloud's diameter, is exposed for plotting (``radii_``, ``correlation_integral_``). Up to the
-smallest last listed distance of an uncensored point every point's partners are known (listed,
-or counted against all points), so there it is the curve of all pairs; above that radius (at
-least ``r_max``) it is estimated from a seeded sample of pairs: each of ``curve_points`` random
-points with every other point (all points when n <= ``curve_points``). Pairs beyond the window
-come from float32 products (~1e-6 relative in r).
-
-Fitted from a kNN graph only (``fit(knn=graph)``), the counts are those of the pairs the graph
-holds: each point's pairs with its k listed neighbours. For every radius below every point's
-k-th neighbour distance (``exact_radius_``) that is exactly ``C(r)``; above it, points whose
-k-th neighbour is nearer than r have their count cut at k. ``censored_fraction_`` reports the
-fraction of points cut at ``r_max`` and a warning is raised above 1%: then pass the points too
-(``fit(X, knn=graph)`` gives the counts of all pairs, reusing the graph's deduplication and
-neighbours) or use a graph with more neighbours.
-
-Intervals (``interval``): the counts are kept per pair of resampling units (groups given to
-``fit``, blocks of the graph, or random groups of points). A bootstrap replicate weighs each
-point's partner counts by its unit's multiplicity (``C(r)`` proportional to
-``sum_i w_i c_i(r)``; the slope ignores the normalisation) and re-chooses the automatic window
-as the weighted medians of the neighbour distances, reading its counts off a grid of radii
-around the window: the window moves with the data, and much of the estimate's spread comes
-from that. ``interval="analytic"`` is the delete-a-group
-jackknife over ``n_groups`` random groups of points (both ends of every pair are left out with
-their group), with the window fixed.
+The slope of ``log C(r)`` against ``log r`` (``C``: the fraction of pairs of distinct points
+closer than r) across a window set by neighbour distances. Fitted from points, the window's
+counts are those of every pair, exactly, mostly read from the kNN graph. The window rule, the
+counting and the intervals: docs/estimators.md.
 """
 
 from __future__ import annotations
