@@ -10,6 +10,7 @@ Usage::
 
     python benchmarks/knn_ab.py OLD_CHECKOUT NEW_CHECKOUT --rounds 3
     python benchmarks/knn_ab.py OLD NEW --task values   # every estimator's value, per layer
+    python benchmarks/knn_ab.py OLD NEW --task correlation  # TwoNN and correlation per layer
     python benchmarks/knn_ab.py OLD NEW --task pca      # the PCA preview instead
 """
 
@@ -68,6 +69,21 @@ elif task == "values":
             out[f"hash {name} {layer}"] = repr(
                 (est.dimension_, tuple(est.dimension_interval_), est.standard_error_)
             )
+elif task == "correlation":
+    import tokendim_widgets as td
+    from tokendim_widgets.estimators import CorrelationDimension, TwoNN
+    hs = td.extract("smollm2-135m", "mixed")
+    for layer in layers:
+        X = np.ascontiguousarray(hs.layer(layer), dtype=np.float32)
+        start = time.perf_counter()
+        TwoNN(device="cpu").fit(X)
+        out[f"twonn {layer}"] = time.perf_counter() - start
+        start = time.perf_counter()
+        est = CorrelationDimension(device="cpu").fit(X)
+        out[f"corr {layer}"] = time.perf_counter() - start
+        out[f"hash corr {layer}"] = repr(
+            (est.dimension_, tuple(est.dimension_interval_), est.n_exact_rows_)
+        )
 elif task == "pca":
     import tokendim_widgets as td
     from tokendim_widgets.projection import pca_2d
@@ -110,7 +126,7 @@ def main() -> None:
     parser.add_argument("old")
     parser.add_argument("new")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--task", choices=("knn", "values", "pca"), default="knn")
+    parser.add_argument("--task", choices=("knn", "values", "correlation", "pca"), default="knn")
     parser.add_argument("--layers", default=",".join(map(str, LAYERS)))
     args = parser.parse_args()
     results: dict[str, list[dict[str, object]]] = {"old": [], "new": []}

@@ -788,30 +788,49 @@ class _PairCounter:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(G, G, W) ordered pairs (i in rows, j != i) closer than each radius, by group pair.
 
-        Exact: every pair that could be closer than the largest radius, given the float32
-        error bound, is measured as the float64 difference of the rows (as the kNN search
-        verifies its own selection). The same pass also gives these rows' curve counts at
-        ``curve_r`` (as :meth:`curve_counts`).
+        Exact: a pair's radius bin is read from its float32 squared distance where the
+        float32 error bound leaves no radius within reach of it; every other pair that could
+        be closer than the largest radius is measured as the float64 difference of the rows
+        (as the kNN search verifies its own selection). The same pass also gives these rows'
+        curve counts at ``curve_r`` (as :meth:`curve_counts`).
         """
         curve = torch.zeros(int(curve_r.size) + 1, dtype=torch.int64, device=self.dev)
         dev, n_g, w = self.dev, self.n_g, int(shrunk.size)
         hist = torch.zeros(n_g * n_g * (w + 1), dtype=torch.int64, device=dev)
         fit_b = torch.as_tensor(np.asarray(shrunk) ** 2, dtype=self.wide, device=dev)
         r_top = float(np.max(shrunk))
+        r_bottom = float(np.min(shrunk))
         # Error bound of one float32 squared distance of a pair whose true distance is
         # <= r_top (then |x_j| <= |x_i| + r_top), as in the kNN search.
         eps_rel = float32_error(self.dim)
         reach = self.norms + r_top
-        select = (r_top**2 + eps_rel * (reach * reach + 2.0 * self.norms * reach + self.sq)).to(
-            torch.float32
+        err = eps_rel * (reach * reach + 2.0 * self.norms * reach + self.sq)
+        select = (r_top**2 + err).to(torch.float32)
+        # A pair whose float32 value is at least twice the bound away from every radius has
+        # its exact bin. The bound holds for pairs within r_top; one farther away cannot
+        # screen below a radius minus the bound where the squared distance grows faster than
+        # its error from the smallest radius on: r_bottom > 2 eps |x_i| / (1 - eps), with a
+        # margin of 4. Rows that fail that have every selected pair measured.
+        band = torch.where(
+            self.norms * (8.0 * eps_rel) < r_bottom * (1.0 - eps_rel),
+            2.0 * err,
+            torch.full_like(err, math.inf),
         )
+        next_b = torch.cat([fit_b, fit_b.new_full((1,), math.inf)])  # each bin's upper end
         lab = self.labels
         for qi, cols, block, n_in in self._blocks(rows):
             curve += self._curve_hist(block, n_in, curve_r)
             ii, jj = torch.nonzero(block < select[qi].unsqueeze(1), as_tuple=True)
+            screened = block[ii, jj].to(self.wide)
             del block
             pi, pj = qi[ii], cols[jj]
-            wb = torch.bucketize(self.exact_sq(pi, pj), fit_b, right=True)
+            slack = band[pi]
+            wb = torch.bucketize(screened - slack, fit_b, right=True)
+            # Unsure where the next radius up is within reach: screened + slack >= it.
+            unsure = torch.nonzero(screened + slack >= next_b[wb]).squeeze(1)
+            if unsure.numel():
+                exact = self.exact_sq(pi[unsure], pj[unsure])
+                wb[unsure] = torch.bucketize(exact, fit_b, right=True)
             li, lj = lab[pi], lab[pj]
             key = (li * n_g + lj) * (w + 1) + wb
             back = ((lj * n_g + li) * (w + 1) + wb)[jj < n_in]  # pairs of two rows: both ways
