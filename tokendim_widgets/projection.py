@@ -55,8 +55,7 @@ _PCA_POWER_ITERATIONS = 4
 _PCA_EXACT_WIDTH = 32
 # Up to this many entries (n * D) the PCA runs its BLAS calls on one thread: its products are
 # thin (n x 12), and on a busy machine multithreaded BLAS spends more time synchronising than
-# computing (5760 x 576 at load ~6 on two cores: 340 ms median with two threads, 80 ms with
-# one). Larger clouds keep every thread.
+# computing (docs/projection.md). Larger clouds keep every thread.
 _PCA_SINGLE_THREAD_SIZE = 10_000_000
 
 # n_epochs="auto": a budget of point-epochs (the SGD's work is proportional to the number of

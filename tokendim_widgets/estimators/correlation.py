@@ -57,12 +57,7 @@ _SHRINK = 1e-9
 # Bytes of one (rows x points) block of the pair count.
 _BLOCK_BYTES = 16 * 2**20
 # fit(X) searches this many times k2 neighbours (at most n - 1), so that few rows list fewer
-# points than the window holds and must be counted against all points. Censored fraction of
-# the rows at K = 20 / 40 / 50 / 60 / 80 neighbours (10^4 points in D = 768, k1 = 10,
-# k2 = 20): benchmark cloud (sin(z A + phi) + noise, 10-d latent) 50 / 13.7 / 6.3 / 3.1 /
-# 0.36%, uniform 10-d cube 50 / 12.4 / 5.6 / 2.3 / 0.22%. A censored row costs ~0.12 ms there
-# (2 CPU threads), an extra neighbour 4-8 ms of search: K = 50 and 60 tie (within 0.05 s of
-# ~1 s), and 60 leaves more room for clouds of more uneven density, whose censored rows grow.
+# points than the window holds and must be counted against all points (docs/estimators.md).
 _GRAPH_FACTOR = 3
 #: Most groups the bootstrap resamples (its counts are kept per pair of groups).
 MAX_GROUPS = 1024
@@ -863,9 +858,7 @@ class _PairCounter:
 
         From the float32 products (a plot: ~1e-6 relative in r). ``curve_r`` is geometric,
         so a squared distance's bin is an affine function of its logarithm: one pass of
-        log, floor and bincount. Measured on a 256 x 10^4 block, 40 radii, 2 CPU threads:
-        5 ms, against 33 ms for torch.bucketize (binary search per entry) and 14 ms for
-        torch.histc of the logarithms; the block's matrix product takes 27 ms.
+        log, floor and bincount (several times faster than a binary search per entry).
         """
         hist = torch.zeros(int(curve_r.size) + 1, dtype=torch.int64, device=self.dev)
         for _, _, block, n_in in self._blocks(rows):
