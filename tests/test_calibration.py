@@ -110,7 +110,10 @@ def test_graph_blocks_cover_every_point(cloud: tuple) -> None:
     one = build_graph(rng.normal(size=(1000, 4)), 10, device="cpu")
     blocks = graph_blocks(one.indices, 25, 0)
     assert 20 <= blocks.max() + 1 <= 30
-    assert np.mean(blocks[one.indices[:, 0]] == blocks) > 0.6
+    assert np.mean(blocks[one.indices[:, 1]] == blocks) > 0.6
+    # A point and its nearest neighbour share their distance: never split.
+    assert np.array_equal(blocks[one.indices[:, 0]], blocks)
+    assert np.array_equal(labels[graph.indices[:, 0]], labels)
 
 
 def test_bootstrap_interval_kinds() -> None:
@@ -263,3 +266,28 @@ def test_grouped_intervals_cover_on_prompt_clouds(replicate_clouds: list) -> Non
     assert _coverage(replicate_clouds, mle, "auto", True) >= 0.8
     # The check can fail: MLE's point-level interval collapses on these clouds (45%).
     assert _coverage(replicate_clouds, mle, "analytic", False) < 0.7
+
+
+def test_replicate_counts_weigh_pairs_as_a_u_statistic() -> None:
+    from tokendim_widgets.estimators.correlation import replicate_counts
+
+    rng = np.random.default_rng(3)
+    n_g, n_w = 5, 3
+    pairs = rng.integers(0, 20, size=(n_g, n_g, 1)).astype(float)
+    grouped = np.cumsum(np.repeat(pairs + pairs.transpose(1, 0, 2), n_w, axis=2), axis=2)
+    mult = rng.multinomial(n_g, np.full(n_g, 1 / n_g), size=400).astype(float)
+    out = replicate_counts(grouped, mult)
+    # Each ordered pair (g, h): m_g within a unit; across, the mean of the ends' multiplicities
+    # plus the second-order term ((m_g - 1)(m_h - 1) + 1/G) / sqrt(2).
+    expect = np.zeros_like(out)
+    for g in range(n_g):
+        for h in range(n_g):
+            if g == h:
+                w = mult[:, g]
+            else:
+                second = (mult[:, g] - 1) * (mult[:, h] - 1) + 1 / n_g
+                w = (mult[:, g] + mult[:, h]) / 2 + second / np.sqrt(2)
+            expect += w[:, None] * grouped[g, h][None, :]
+    assert np.allclose(out, expect)
+    # Unbiased under the multinomial draw: replicates average to the data's counts.
+    assert np.allclose(out.mean(axis=0), grouped.sum(axis=(0, 1)), rtol=0.03)

@@ -208,3 +208,23 @@ def test_cli_sweep_writes_a_report(tiny_dir: Any, tmp_path: Any, capsys: Any) ->
     captured = capsys.readouterr()
     assert "1 model(s) failed" in captured.err
     assert "./no-such-model-xyz: failed" in captured.out
+
+
+def test_spearman_carries_model_intervals() -> None:
+    x = np.arange(8.0)
+    y = -x
+    tight = spearman(x, y)
+    assert tight["rho"] == pytest.approx(-1.0)
+    assert tight["upper"] == pytest.approx(-1.0)  # every resample keeps the order
+    # Intervals that overlap their neighbours' let ranks swap: the interval widens, the
+    # estimate does not move.
+    loose = spearman(x, y, y_interval=(y - 3.0, y + 3.0))
+    assert loose["rho"] == pytest.approx(-1.0)
+    assert loose["upper"] > -0.95
+    # Intervals far narrower than the gaps change nothing.
+    narrow = spearman(x, y, x_interval=(x - 1e-6, x + 1e-6), y_interval=(y - 1e-6, y + 1e-6))
+    assert narrow["upper"] == pytest.approx(-1.0)
+    # Replicates are seeded.
+    assert spearman(x, y, y_interval=(y - 3.0, y + 3.0)) == loose
+    with pytest.raises(TokendimError, match="y_interval"):
+        spearman(x, y, y_interval=(y, y[:3]))

@@ -1,31 +1,16 @@
 """Batched forward passes that capture the hidden states of every layer for every token.
 
-:func:`extract` tokenises a prompt set, runs the *base* model (no LM head: no logits are
-computed) over token-budget batches of prompts sorted by length, and streams the hidden states
-of the requested layers off the device batch by batch into the on-disk store
-(:mod:`tokendim_widgets.store`), from which they come back as read-only memory maps. A repeated
-call with the same model reference, prompts and options reads the cache without loading the
-model.
-
-Padding. Prompts are padded on the right, whatever the tokenizer's ``padding_side``, with an
-attention mask. Right padding never changes a real token's state: in a causal model real
-tokens only see earlier positions, in an encoder the mask hides the pads, and the position of
-every real token is its index in its own prompt, so the models' default position ids are
-right for every position scheme (learned, rotary, RoBERTa's padding offset) with no
-correction. (Left padding, the generation convention, would need position ids shifted per
-row, and the shift differs between architectures.) Pad positions are never stored.
-
-Last layer. By default the last stored layer is the residual stream after the last block,
-*before* the model's final normalisation (``model.norm``, ``ln_f``...; layer kind
-``"pre_norm"``), although Hugging Face's ``hidden_states[L]`` of pre-norm decoders is taken
-after it. Every other layer is an un-normalised residual state: a last layer rescaled per
-token by the final norm would not be comparable with them, and the metrics that compare the
-final dimension with the peak would mix two geometries. ``final_norm="model"`` gives what
-the LM head reads (kind ``"final_norm"``).
+:func:`extract` runs the base model (no LM head) over token-budget batches of right-padded
+prompts and streams the states of the requested layers into the on-disk store, from which they
+come back as read-only memory maps; a repeated call reads the cache without loading the model,
+and an interrupted one resumes from its last checkpoint. The last layer is taken before the
+final normalisation by default (``final_norm="pre_norm"``). Why padding, the last layer and
+resuming work as they do: ``docs/extraction.md``.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import json
@@ -40,9 +25,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from . import models
 from ._device import cuda_memory, free_memory, is_out_of_memory, resolve_device, resolve_dtype
 from .errors import Cancelled, TokendimError
 from .hidden_states import HiddenStates, layer_file
+from .models import (
+    detect_task,
+    init_from_config,
+    load_config,
+    loaded_identity,
+    model_identity,
+    random_init_identity,
+    remember_identity,
+    resolve_model,
+)
+from .progress import ProgressCallback, TokenProgress
+from .prompts import as_prompt_set
+from .store import Store, make_key
 
 if TYPE_CHECKING:
     import torch
@@ -55,7 +54,8 @@ FINAL_NORM_OPTIONS = ("model", "pre_norm")
 # (Llama/Mistral/Qwen/Gemma: norm; GPT-2/GPT-J/Bloom: ln_f; Phi/OPT/GPT-NeoX: final_*).
 _FINAL_NORM_NAMES = ("norm", "ln_f", "final_layernorm", "final_layer_norm", "norm_f", "final_norm")
 
-ProgressCallback = Callable[[int, int, float], Any]
+#: Token progress of extraction and model quality (the name quality.py imports from here).
+Progress = TokenProgress
 CancelLike = threading.Event | Callable[[], bool] | None
 
 
@@ -328,8 +328,7 @@ def default_batch_tokens(
     sizes the attention scores of eager attention (:func:`bytes_per_token`).
     """
     if device.type != "cuda":
-        # Measured on SmolLM2 (2 cores): 256-512 tokens run ~15% faster per token than 2048,
-        # whose activations no longer fit in the CPU caches.
+        # Activations of a few hundred tokens stay in the CPU caches (docs/extraction.md).
         return 512
     free, _ = cuda_memory(device)
     budget = int(0.5 * free / bytes_per_token(model, dtype, longest))
@@ -346,43 +345,6 @@ def _free_accelerator_memory() -> None:
     free_memory()
 
 
-class Progress:
-    """Reports tokens done: a tqdm.auto bar, a user callback, or nothing."""
-
-    def __init__(self, progress: bool | ProgressCallback | None, total: int, desc: str) -> None:
-        self.total = total
-        self.done = 0
-        self.started = time.perf_counter()
-        self._bar: Any = None
-        self._callback: ProgressCallback | None = None
-        if callable(progress):
-            self._callback = progress
-        elif progress:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=total, unit="tok", unit_scale=True, desc=desc, leave=True)
-        self._report()
-
-    @property
-    def rate(self) -> float:
-        elapsed = time.perf_counter() - self.started
-        return self.done / elapsed if elapsed > 0 else 0.0
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        if self._bar is not None:
-            self._bar.update(n)
-        self._report()
-
-    def _report(self) -> None:
-        if self._callback is not None:
-            self._callback(self.done, self.total, self.rate)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
 Finalizer = Callable[[], None]
 
 
@@ -392,16 +354,20 @@ def run_batches(
     step: Callable[[list[int]], Finalizer | None],
     *,
     should_stop: Callable[[], bool],
-    progress: Progress,
+    progress: TokenProgress,
     order: Sequence[int] | None = None,
+    on_done: Callable[[list[int], int], Any] | None = None,
 ) -> int:
     """Run ``step`` over token-budget batches, halving the budget on out-of-memory errors.
 
     ``step(batch)`` runs one batch and may return a finalizer that completes it later (the
     device copy of batch ``i`` completes while batch ``i + 1`` computes). Finalizers run in
-    batch order; progress advances when a batch is finalized. After an out-of-memory error
-    every batch not yet run is planned again under the halved budget, not only the one that
-    failed (the later ones would fail the same way).
+    batch order; when a batch is finalized ``on_done(batch, budget)`` is called (the
+    extraction records it for a resumed run), then progress advances. After an
+    out-of-memory error every batch not yet run is planned again under the halved budget,
+    not only the one that failed (the later ones would fail the same way). Batches are
+    planned from the longest sequence down, so the batches not yet done are planned exactly
+    as a new call over them would plan them: a resumed run repeats the same batches.
 
     Returns
     -------
@@ -424,11 +390,14 @@ def run_batches(
         finalizer, batch = item
         if finalizer is not None:
             finalizer()
+        if on_done is not None:
+            on_done(batch, budget)
         progress.advance(sum(lengths[i] for i in batch))
 
     while queue:
         if should_stop():
-            raise Cancelled("Stopped at the user's request; nothing was cached.")
+            finish(pending)  # its results are computed: keep them for a resumed run
+            raise Cancelled(_STOPPED)
         batch = queue.popleft()
         out_of_memory = False
         try:
@@ -456,8 +425,14 @@ def run_batches(
         pending = (finalizer, batch)
     finish(pending)
     if should_stop():
-        raise Cancelled("Stopped at the user's request; nothing was cached.")
+        raise Cancelled(_STOPPED)
     return budget
+
+
+_STOPPED = (
+    "Stopped at the user's request; the batches done are kept in the cache folder and the "
+    "same call resumes from them."
+)
 
 
 # ---- model placement and identity ------------------------------------------------------
@@ -717,8 +692,6 @@ def extraction_key(
     identity: dict[str, Any], prompt_hash: str, options: dict[str, Any]
 ) -> str | None:
     """Cache key of an extraction, or None when the model has no stable identity yet."""
-    from .store import make_key
-
     if not identity.get("id"):
         return None
     return make_key(NAMESPACE, identity["id"], prompt_hash, options)
@@ -821,9 +794,6 @@ def extract(
     >>> states.n_layers, states.hidden_size  # doctest: +SKIP
     (31, 576)
     """
-    from .models import loaded_identity, model_identity, resolve_model
-    from .prompts import as_prompt_set
-
     prompt_set: PromptSet = as_prompt_set(prompts)
     max_length = _positive_int(max_length, "max_length")
     max_tokens = _positive_int(max_tokens, "max_tokens")
@@ -870,8 +840,6 @@ def extract(
         "input_ids": ids_hash,
     }
 
-    from .store import Store
-
     store = Store(cache_dir) if cache else None
     key = extraction_key(identity, prompt_set.hash, options)
     if store is not None and key is not None:
@@ -885,10 +853,16 @@ def extract(
             return states
 
     if loaded is None:
-        from .models import load_model
-
         assert ref is not None
-        loaded = load_model(model, device=device, dtype=dtype, progress=progress is True)
+        loaded = models.load_model(  # through the module: tests stand in for it there
+            model,
+            device=device,
+            dtype=dtype,
+            # A bar for the load only where one is seen; a callback counts tokens, not tensors.
+            progress=None if progress is True else False,
+            cache=cache,
+            cache_dir=cache_dir,
+        )
         if on_load is not None:
             on_load(loaded)
         if key is None:  # a hub model at a branch: its commit is known once downloaded
@@ -930,8 +904,6 @@ def _run(
     input_ids: Sequence[Sequence[int]] | None,
 ) -> HiddenStates:
     import torch
-
-    from .models import detect_task
 
     model, tokenizer = loaded
     base = base_model(model)
@@ -983,19 +955,39 @@ def _run(
     except ImportError:  # pragma: no cover
         pass
 
-    writer = store.writer(NAMESPACE, key) if (store is not None and key is not None) else None
+    run_order = [p for p in range(len(ids)) if plan.run_length[p] > 0]
+    total_tokens = sum(plan.run_length[p] for p in run_order)
+    writer = None
+    if store is not None and key is not None:
+        # What the partial result of an interrupted run must match to be resumed.
+        request = {
+            "rows": n_rows,
+            "width": width,
+            "layers": layer_ids,
+            "device": str(torch_device),
+            "versions": f"torch={torch.__version__},{model_info.get('transformers_version')}",
+            "plan": hashlib.sha256(
+                json.dumps([plan.run_length, plan.offset.tolist()]).encode()
+            ).hexdigest(),
+        }
+        writer = store.resumable_writer(NAMESPACE, key, request)
     try:
         if writer is not None:
-            writer.reserve(len(layer_ids) * n_rows * width * 4)
+            if not writer.resumed:
+                writer.reserve(len(layer_ids) * n_rows * width * 4)
             outputs: list[np.ndarray] = [
                 writer.create_array(layer_file(j), (n_rows, width), np.float32)
                 for j in range(len(layer_ids))
             ]
+            done = {int(p) for batch in writer.done_items() for p in batch}
         else:
             outputs = [np.empty((n_rows, width), dtype=np.float32) for _ in layer_ids]
-        run_order = [p for p in range(len(ids)) if plan.run_length[p] > 0]
-        total_tokens = sum(plan.run_length[p] for p in run_order)
-        bar = Progress(progress, total_tokens, desc=f"hidden states of {model_id}")
+            done = set()
+        todo = [p for p in run_order if p not in done]
+        initial = total_tokens - sum(plan.run_length[p] for p in todo)
+        bar = TokenProgress(
+            progress, total_tokens, desc=f"hidden states of {model_id}", initial=initial
+        )
         step: _Step | None = None
         try:
             step = _Step(
@@ -1009,7 +1001,15 @@ def _run(
                 total_layers,
             )
             longest = max((plan.run_length[p] for p in run_order), default=0)
-            budget = batch_tokens or default_batch_tokens(model, torch_device, torch_dtype, longest)
+            budget = (
+                (writer.state.get("budget") if writer is not None else None)
+                or batch_tokens
+                or default_batch_tokens(model, torch_device, torch_dtype, longest)
+            )
+            on_done = None
+            if writer is not None:
+                writer.save_state(budget=budget)
+                on_done = _Checkpoints(writer)
             with torch.inference_mode():
                 run_batches(
                     plan.run_length,
@@ -1017,7 +1017,8 @@ def _run(
                     step,
                     should_stop=should_stop,
                     progress=bar,
-                    order=run_order,
+                    order=todo,
+                    on_done=on_done,
                 )
         finally:
             bar.close()
@@ -1055,11 +1056,42 @@ def _run(
         # rename a folder with open files) and reopen them read-only from the entry.
         del outputs
         entry = writer.commit()
+    except (KeyboardInterrupt, Cancelled, SystemExit):
+        if writer is not None:
+            writer.abort()  # a resumable writer keeps the batches done for the next call
+        raise
     except BaseException:
         if writer is not None:
-            writer.abort()
+            writer.discard()  # a failed run is not resumed
         raise
     return HiddenStates._from_entry(entry)
+
+
+#: Seconds between two checkpoints of an extraction (see :class:`_Checkpoints`).
+CHECKPOINT_SECONDS = 1.0
+
+
+class _Checkpoints:
+    """Records finished batches in a resumable writer, checkpointing at most once a second.
+
+    A checkpoint flushes the arrays to disk: doing it after every batch would cost a disk
+    write per batch on a GPU that runs hundreds of batches a second.
+    """
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+        self.last = time.perf_counter()
+        self.budget: int | None = None
+
+    def __call__(self, batch: list[int], budget: int) -> None:
+        self.writer.mark_done([int(p) for p in batch])
+        if budget != self.budget:  # an out-of-memory error halved it: resume with the new one
+            self.writer.save_state(budget=budget)
+            self.budget = budget
+        now = time.perf_counter()
+        if now - self.last >= CHECKPOINT_SECONDS:
+            self.writer.checkpoint()
+            self.last = now
 
 
 # ---- device-to-host copies --------------------------------------------------------------
@@ -1265,8 +1297,6 @@ _NOT_DATA = ("progress", "cancel", "cache", "cache_dir", "batch_tokens")
 
 def _base_identity(model: Any) -> dict[str, Any]:
     """Identity of a model reference or of a (model, tokenizer) pair, without loading."""
-    from .models import loaded_identity, model_identity, resolve_model
-
     if isinstance(model, str | os.PathLike):
         return model_identity(resolve_model(model))
     if isinstance(model, tuple | list) and len(model) == 2:
@@ -1309,15 +1339,6 @@ def random_init_model(
         In evaluation mode, with the trained model's tokenizer; its identity (``model_id``
         ``"<name> (random init, seed <seed>)"``) is recorded for :func:`extract`.
     """
-    import copy
-
-    from .models import (
-        detect_task,
-        init_from_config,
-        load_config,
-        random_init_identity,
-        remember_identity,
-    )
 
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise TokendimError(f"seed must be an int, got {seed!r}.")
@@ -1379,9 +1400,6 @@ def random_init_states(
     >>> null.model_id  # doctest: +SKIP
     'smollm2-135m (random init, seed 0)'
     """
-    from .prompts import as_prompt_set
-    from .store import Store, make_key
-
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise TokendimError(f"seed must be an int, got {seed!r}.")
     allowed = set(inspect.signature(extract).parameters) - {"model", "prompts", "seed"}
@@ -1401,8 +1419,6 @@ def random_init_states(
     store = Store(options.get("cache_dir")) if options.get("cache", True) else None
     index_key = None
     if store is not None:
-        from .models import random_init_identity
-
         identity = random_init_identity(_base_identity(model), int(seed))
         if isinstance(model, str | os.PathLike):
             key_dtype = resolve_dtype(dtype, resolve_device(device))

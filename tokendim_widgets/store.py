@@ -1,36 +1,10 @@
-"""On-disk cache of computed results: content-addressed, atomic, memory-mapped.
+"""On-disk cache of computed results: content-addressed, atomic, verified, memory-mapped.
 
-Every stage that is expensive to recompute (hidden states, later kNN graphs and projections)
-keeps its results in a :class:`Store`: a folder of entries, one per ``(namespace, key)``. The
-key is a hash of everything that determines the content (:func:`make_key`), so a changed
-model, prompt set or option is a different entry and nothing is ever invalidated by hand.
-
-Layout::
-
-    <root>/<namespace>/<key>/
-        <name>.npy            arrays (read back as read-only memory maps)
-        <name>.parquet        tables (or <name>.npz + <name>.json without pyarrow)
-        <name>.json           JSON documents
-        manifest.json         written last: format version, metadata, size and SHA-256 of
-                              every file
-
-Entries are written in a temporary folder next to their final place and moved there with one
-``os.replace`` after the manifest is written, so a reader sees a complete entry or none; an
-interrupted writer leaves only a temporary folder, which is never read and is cleaned up
-later. An entry whose files do not match its manifest (missing, truncated, altered) is
-removed on read and reported as absent, so the caller recomputes it. Checksums are read in
-full the first time a process reads an entry; later reads compare each file's identity (size,
-modification and change times, inode) with the one verified and check the bytes again when
-any of it changed.
-
-Arrays filled in place (:meth:`EntryWriter.create_array`) have their disk space reserved when
-they are created, so a full disk is a :class:`~tokendim_widgets.TokendimError` naming the
-cache folder, never a crash of the process in the middle of a write through a memory map.
-
-The root is, in order: the ``root`` argument, the ``TOKENDIM_CACHE_DIR`` environment variable,
-or the platform's user cache folder (``~/.cache/tokendim-widgets`` on Linux,
-``~/Library/Caches/tokendim-widgets`` on macOS, ``%LOCALAPPDATA%\\tokendim-widgets\\Cache`` on
-Windows).
+A :class:`Store` is a folder of entries, one per ``(namespace, key)``, the key a hash of
+everything that determines the content (:func:`make_key`). Entries are published whole by one
+rename, checked against their checksums when read (a damaged one is removed, never served),
+and arrays have their disk space reserved when created. :class:`ResumableWriter` keeps the work
+of an interrupted writer for the next one. Layout and guarantees: ``docs/extraction.md``.
 """
 
 from __future__ import annotations
@@ -54,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import platformdirs
 
 from .errors import TokendimError
 
@@ -62,7 +37,12 @@ from .errors import TokendimError
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ENV_VAR = "TOKENDIM_CACHE_DIR"
+#: The application's name in the user cache folder.
+APP_NAME = "tokendim-widgets"
 _TMP_PREFIX = ".tmp-"
+_PARTIAL_PREFIX = ".partial-"
+#: A partial (resumable) result untouched this long is abandoned work.
+_PARTIAL_STALE_SECONDS = 7 * 24 * 3600
 #: A temporary folder older than this is an abandoned write whatever its writer.
 _STALE_SECONDS = 24 * 3600
 _HASH_CHUNK = 1 << 22
@@ -80,7 +60,10 @@ def default_cache_dir() -> Path:
     Returns
     -------
     pathlib.Path
-        ``$TOKENDIM_CACHE_DIR`` if set, else the platform's user cache folder.
+        ``$TOKENDIM_CACHE_DIR`` if set, else the platform's user cache folder (from
+        platformdirs: ``~/.cache/tokendim-widgets`` or ``$XDG_CACHE_HOME/...`` on Linux,
+        ``~/Library/Caches/tokendim-widgets`` on macOS,
+        ``%LOCALAPPDATA%\\tokendim-widgets\\Cache`` on Windows).
 
     Examples
     --------
@@ -90,14 +73,7 @@ def default_cache_dir() -> Path:
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).expanduser()
-    home = Path.home()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
-        return base / "tokendim-widgets" / "Cache"
-    if sys.platform == "darwin":
-        return home / "Library" / "Caches" / "tokendim-widgets"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else home / ".cache") / "tokendim-widgets"
+    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
 
 
 def _canonical(obj: Any) -> Any:
@@ -252,6 +228,24 @@ class EntryWriter:
         self._done = False
         #: Bytes the whole entry is expected to take (from :meth:`reserve`), for messages.
         self.expected_bytes = 0
+        #: Whether earlier work was found (always False here; see :class:`ResumableWriter`).
+        self.resumed = False
+        #: What the work needs to resume identically (empty here).
+        self.state: dict[str, Any] = {}
+
+    def done_items(self) -> list[Any]:
+        """Items done by earlier work: none for a plain writer."""
+        return []
+
+    def mark_done(self, item: Any) -> None:
+        """Record an item as done; a plain writer keeps nothing across interruptions."""
+
+    def checkpoint(self) -> None:
+        """Make the items marked done durable; nothing to do for a plain writer."""
+
+    def save_state(self, **values: Any) -> None:
+        """Record values needed to resume the work identically."""
+        self.state.update(values)
 
     def __enter__(self) -> EntryWriter:
         return self
@@ -420,6 +414,227 @@ class EntryWriter:
         self._done = True
         shutil.rmtree(self.path, ignore_errors=True)
 
+    def discard(self) -> None:
+        """Remove everything written, resumable or not (the work failed)."""
+        self.abort()
+
+
+class ResumableWriter(EntryWriter):
+    """An :class:`EntryWriter` whose work survives an interruption (Ctrl-C, a kill, a crash).
+
+    It writes in ``<namespace>/.partial-<key>/`` (a name :meth:`Store.get` never reads)
+    instead of a temporary folder, and keeps that folder when the work stops before the
+    commit. A later writer of the same key reopens the arrays and reads which items are
+    done from an append-only log, so the caller resumes where the last checkpoint left off.
+
+    The log records an item only after the arrays holding its results are flushed to disk
+    (:meth:`checkpoint`), so a recorded item is never lost, even to a power cut; a torn last
+    line is ignored. ``state`` describes the work (shapes, batch plan): a partial folder
+    whose state differs from the one asked for is discarded, never mixed in. One process at
+    a time owns a partial folder (an ``owner`` file with its host and pid); while a live
+    process owns it, :meth:`Store.resumable_writer` returns a plain writer instead.
+
+    Attributes
+    ----------
+    resumed : bool
+        True when earlier work was found and kept.
+    state : dict
+        The state given, with what the caller saved in it (see :meth:`save_state`).
+    """
+
+    LOG = "done.log"
+    STATE = "state.json"
+    OWNER = "owner"
+
+    def __init__(self, store: Store, namespace: str, key: str, state: Mapping[str, Any]) -> None:
+        self.store = store
+        self.namespace = namespace
+        self.key = key
+        self.meta = {}
+        self._tables = {}
+        self._open = []
+        self._done = False
+        self.expected_bytes = 0
+        self.resumed = False
+        parent = store.root / namespace
+        parent.mkdir(parents=True, exist_ok=True)
+        store._clean_stale(parent)
+        self.path = parent / f"{_PARTIAL_PREFIX}{key}"
+        self._pending: list[Any] = []
+        self._log: Any = None
+        self.path.mkdir(exist_ok=True)
+        if not self._take_ownership():
+            raise _Busy(self.path)
+        wanted = _canonical(dict(state))
+        try:
+            found = json.loads((self.path / self.STATE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            found = None
+        self.resumed = isinstance(found, dict) and found.get("request") == wanted
+        if not self.resumed:
+            for child in self.path.iterdir():
+                if child.name != self.OWNER:
+                    child.unlink()
+            found = {"request": wanted, "saved": {}}
+            self._write_state(found)
+        assert isinstance(found, dict)
+        self._request = wanted
+        self._saved: dict[str, Any] = dict(found.get("saved", {}))
+        self.state = {**found["request"], **self._saved}
+
+    def _take_ownership(self) -> bool:
+        owner = self.path / self.OWNER
+        me = f"{_host()}-{os.getpid()}"
+        try:
+            fd = os.open(owner, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                text = owner.read_text(encoding="utf-8").strip()
+            except OSError:
+                text = ""
+            host, _, pid = text.rpartition("-")
+            alive = host == _host() and pid.isdigit() and _pid_alive(int(pid))
+            if alive and int(pid) != os.getpid():
+                return False
+            if host != _host() and host:
+                with contextlib.suppress(OSError):
+                    if time.time() - owner.stat().st_mtime < _STALE_SECONDS:
+                        return False  # another machine's writer, maybe alive
+            tmp = owner.with_name(f".owner-{secrets.token_hex(4)}")
+            tmp.write_text(me, encoding="utf-8")
+            os.replace(tmp, owner)
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(me)
+        return owner.read_text(encoding="utf-8").strip() == me
+
+    def _write_state(self, state: Mapping[str, Any]) -> None:
+        tmp = self.path / (self.STATE + ".part")
+        tmp.write_text(json.dumps(state), encoding="utf-8")
+        os.replace(tmp, self.path / self.STATE)
+
+    def save_state(self, **values: Any) -> None:
+        """Record values the work needs to resume identically (e.g. the batch size)."""
+        self._saved.update(_canonical(values))
+        self.state.update(self._saved)
+        with self._guard():
+            self._write_state({"request": self._request, "saved": self._saved})
+
+    def create_array(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.memmap:
+        """As :meth:`EntryWriter.create_array`, reopening the array of earlier work."""
+        path = self.path / f"{_check_name(name)}.npy"
+        if self.resumed and path.exists():
+            try:
+                array = np.load(path, mmap_mode="r+", allow_pickle=False)
+            except (OSError, ValueError):
+                array = None
+            if array is not None and array.shape == tuple(shape) and array.dtype == dtype:
+                self._open.append(array)
+                return array
+            self.discard()
+            raise TokendimError(
+                f"The partial result {path} does not match its state; it was removed. Run "
+                "again to start afresh."
+            )
+        return super().create_array(name, shape, dtype)
+
+    def done_items(self) -> list[Any]:
+        """Items recorded done by earlier work, in the order they were recorded."""
+        try:
+            text = (self.path / self.LOG).read_text(encoding="utf-8")
+        except OSError:
+            return []
+        items = []
+        for line in text.split("\n"):
+            try:
+                items.append(json.loads(line))
+            except ValueError:
+                continue  # a torn line (the writer died while writing it)
+        return items
+
+    def mark_done(self, item: Any) -> None:
+        """Record ``item`` as done at the next :meth:`checkpoint`."""
+        self._pending.append(item)
+
+    def checkpoint(self) -> None:
+        """Flush the arrays, then append the items marked done since the last checkpoint."""
+        if not self._pending or self._done:
+            return
+        with self._guard():
+            for array in self._open:
+                array.flush()
+            if self._log is None:
+                self._log = open(self.path / self.LOG, "a", encoding="utf-8")  # noqa: SIM115
+            self._log.write("".join(json.dumps(item) + "\n" for item in self._pending))
+            self._log.flush()
+            os.fsync(self._log.fileno())
+        self._pending.clear()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            with contextlib.suppress(OSError):
+                self._log.close()
+            self._log = None
+
+    def _commit(self) -> Entry:
+        self._close_log()
+        for path in list(self.path.iterdir()):
+            if path.name in (self.LOG, self.STATE, self.OWNER) or path.name.startswith("."):
+                path.unlink(missing_ok=True)
+        return super()._commit()
+
+    def abort(self) -> None:
+        """Keep the work done so far (checkpointed) for a later writer, and release it."""
+        if self._done:
+            return
+        with contextlib.suppress(TokendimError, OSError):
+            self.checkpoint()
+        self._close_log()
+        self._open.clear()
+        self._done = True
+        with contextlib.suppress(OSError):
+            (self.path / self.OWNER).unlink()
+
+    def discard(self) -> None:
+        """Remove the folder and everything in it (the work cannot be resumed)."""
+        self._close_log()
+        self._open.clear()
+        self._done = True
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def _guard(self, n_bytes: int | None = None) -> Iterator[None]:
+        """As :meth:`EntryWriter._guard`; a failed write discards the partial folder."""
+        try:
+            yield
+        except OSError as exc:
+            self.discard()
+            if exc.errno in _NO_SPACE:
+                raise self._no_space(exc, n_bytes, None) from exc
+            raise TokendimError(
+                f"Cannot write to the cache folder {self.store.root}: {exc.strerror or exc}. "
+                f"Set {ENV_VAR} or pass cache_dir= to use another folder, or cache=False."
+            ) from exc
+
+    def reserve(self, n_bytes: int) -> None:
+        """As :meth:`EntryWriter.reserve`; a full disk discards the partial folder."""
+        self.expected_bytes = max(self.expected_bytes, int(n_bytes))
+        try:
+            free = shutil.disk_usage(self.path).free
+        except OSError:  # pragma: no cover
+            return
+        if free < n_bytes:
+            self.discard()
+            raise self._no_space(None, int(n_bytes), free)
+
+
+class _Busy(Exception):
+    """A live process owns the partial folder."""
+
+
+def _host() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
 
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
@@ -501,6 +716,25 @@ class Store:
                     f"entry ({exc.strerror}). Free some space, point {ENV_VAR} (or cache_dir=) "
                     "to a larger disk, or pass cache=False to keep the results in memory only."
                 ) from exc
+            raise TokendimError(
+                f"Cannot write to the cache folder {self.root}: {exc}. Set the "
+                f"{ENV_VAR} environment variable or pass cache_dir= to use another folder, "
+                "or cache=False."
+            ) from exc
+
+    def resumable_writer(self, namespace: str, key: str, state: Mapping[str, Any]) -> EntryWriter:
+        """A writer that keeps its work across interruptions; see :class:`ResumableWriter`.
+
+        ``state`` (JSON-like) describes the work; earlier work is resumed only when it was
+        started with an equal state. While another live process works on the same key, a
+        plain :class:`EntryWriter` is returned (its ``resumed`` is False and nothing it does
+        survives an interruption).
+        """
+        try:
+            return ResumableWriter(self, namespace, key, state)
+        except _Busy:
+            return self.writer(namespace, key)
+        except OSError as exc:
             raise TokendimError(
                 f"Cannot write to the cache folder {self.root}: {exc}. Set the "
                 f"{ENV_VAR} environment variable or pass cache_dir= to use another folder, "
@@ -641,6 +875,15 @@ class Store:
                 stale = not _pid_alive(int(parts[2]))
             if stale or parts[0] == "trash":
                 shutil.rmtree(path, ignore_errors=True)
+        for path in parent.glob(f"{_PARTIAL_PREFIX}*"):
+            with contextlib.suppress(OSError):
+                if now - _newest_mtime(path) > _PARTIAL_STALE_SECONDS:
+                    shutil.rmtree(path, ignore_errors=True)
+
+
+def _newest_mtime(folder: Path) -> float:
+    """The latest modification time of a folder and its files."""
+    return max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.iterdir())])
 
 
 def _pid_alive(pid: int) -> bool:

@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 
 from .errors import TokendimError
+from .progress import Progress
 
 #: Cache namespace of per-model sweep results.
 NAMESPACE = "sweep"
@@ -321,6 +323,14 @@ def run_model(job: ModelJob) -> dict[str, Any]:
 
 
 # ---- the result ----------------------------------------------------------------------------
+def _interval_of(rows: pd.DataFrame, column: str) -> tuple[Any, Any] | None:
+    """The ``column_lower``/``column_upper`` columns of ``rows`` when it has them."""
+    low, high = f"{column}_lower", f"{column}_upper"
+    if low in rows.columns and high in rows.columns:
+        return rows[low].to_numpy(dtype=float), rows[high].to_numpy(dtype=float)
+    return None
+
+
 def _rank(values: np.ndarray) -> np.ndarray:
     return pd.Series(values).rank(method="average").to_numpy()
 
@@ -329,17 +339,26 @@ def spearman(
     x: Sequence[float] | np.ndarray | pd.Series,
     y: Sequence[float] | np.ndarray | pd.Series,
     *,
+    x_interval: tuple[Any, Any] | None = None,
+    y_interval: tuple[Any, Any] | None = None,
     n_boot: int = 2000,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Spearman's rank correlation with a 95% bootstrap interval over the pairs (models).
+    """Spearman's rank correlation with a 95% bootstrap interval.
+
+    Each replicate resamples the models with replacement and, where a model's own 95%
+    interval is given, draws its value from that interval (a normal on each side of the
+    value, its scale the half-width on that side over 1.96): the interval of the correlation
+    carries both the choice of models and each model's uncertainty.
 
     Parameters
     ----------
     x, y : sequence of float, array or Series
-        One value per model; pairs with a NaN are left out.
+        One value per model; models with a NaN value are left out.
+    x_interval, y_interval : (lower, upper) of sequences of float, optional
+        Each model's 95% interval; a NaN end counts as no uncertainty on that side.
     n_boot : int, default 2000
-        Bootstrap replicates (resampling models with replacement).
+        Bootstrap replicates.
     seed : int, default 0
         Seed of the bootstrap.
 
@@ -353,24 +372,63 @@ def spearman(
     >>> r = spearman([1.0, 2.0, 3.0, 4.0], [8.0, 6.0, 7.0, 1.0])
     >>> round(r["rho"], 2), r["n"]
     (-0.8, 4)
+    >>> x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    >>> y = [9.0, 8.0, 7.0, 6.0, 5.0, 4.0]
+    >>> ranges = ([v - 2 for v in y], [v + 2 for v in y])  # each model's own interval
+    >>> spearman(x, y)["upper"], spearman(x, y, y_interval=ranges)["upper"] > -1
+    (-1.0, True)
     """
     a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise TokendimError("spearman needs x and y of one value per model, the same length.")
+    spread_a = _half_widths(a, x_interval, "x_interval")
+    spread_b = _half_widths(b, y_interval, "y_interval")
     keep = np.isfinite(a) & np.isfinite(b)
-    a, b = a[keep], b[keep]
+    a, b, spread_a, spread_b = a[keep], b[keep], spread_a[:, keep], spread_b[:, keep]
     out = {"rho": math.nan, "lower": math.nan, "upper": math.nan, "n": int(a.size)}
     if a.size < 3:
         return out
     out["rho"] = float(np.corrcoef(_rank(a), _rank(b))[0, 1])
     rng = np.random.default_rng(seed)
-    reps = []
-    for _ in range(n_boot):
-        pick = rng.integers(0, a.size, size=a.size)
-        ra, rb = _rank(a[pick]), _rank(b[pick])
-        if ra.std() > 0 and rb.std() > 0:
-            reps.append(np.corrcoef(ra, rb)[0, 1])
-    if reps:
-        out["lower"], out["upper"] = (float(v) for v in np.percentile(reps, [2.5, 97.5]))
+    pick = rng.integers(0, a.size, size=(int(n_boot), a.size))
+    ra = rankdata(_jitter(a, spread_a, pick, rng), axis=1)
+    rb = rankdata(_jitter(b, spread_b, pick, rng), axis=1)
+    ra -= ra.mean(axis=1, keepdims=True)
+    rb -= rb.mean(axis=1, keepdims=True)
+    norm = np.sqrt((ra * ra).sum(axis=1) * (rb * rb).sum(axis=1))
+    ok = norm > 0
+    reps = (ra * rb).sum(axis=1)[ok] / norm[ok]
+    if reps.size:
+        low, high = np.percentile(reps, [2.5, 97.5])
+        # Noisy values pull the replicates towards 0; the interval still holds the estimate.
+        out["lower"], out["upper"] = min(float(low), out["rho"]), max(float(high), out["rho"])
     return out
+
+
+def _half_widths(values: np.ndarray, interval: tuple[Any, Any] | None, name: str) -> np.ndarray:
+    """Scales (2, n) below and above each value from its 95% interval (0 where unknown)."""
+    if interval is None:
+        return np.zeros((2, values.size))
+    try:
+        low, high = (np.asarray(v, dtype=float) for v in interval)
+    except (TypeError, ValueError) as exc:
+        raise TokendimError(f"{name} must be (lower, upper), one value each per model.") from exc
+    if low.shape != values.shape or high.shape != values.shape:
+        raise TokendimError(f"{name} must be (lower, upper), one value each per model.")
+    z = 1.959963984540054
+    below = np.nan_to_num(np.clip(values - low, 0.0, None), nan=0.0) / z
+    above = np.nan_to_num(np.clip(high - values, 0.0, None), nan=0.0) / z
+    return np.stack([below, above])
+
+
+def _jitter(
+    values: np.ndarray, spread: np.ndarray, pick: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """The picked models' values, shape (B, n): one split-normal draw per model and replicate,
+    shared by its copies (a model picked twice is one model, its copies tie)."""
+    z = rng.standard_normal(pick.shape)
+    drawn = values + z * np.where(z < 0, spread[0], spread[1])
+    return np.take_along_axis(drawn, pick, axis=1)
 
 
 @dataclass
@@ -421,6 +479,9 @@ class SweepResult:
     ) -> dict[str, float]:
         """Spearman correlation of two metrics across models, with its bootstrap interval.
 
+        Each model's own interval (the ``_lower``/``_upper`` columns, where present) is
+        carried into the correlation's interval (see :func:`spearman`).
+
         Parameters
         ----------
         x, y : str
@@ -436,7 +497,14 @@ class SweepResult:
             ``rho``, ``lower``, ``upper``, ``n``.
         """
         rows = self._rows(estimator)
-        return spearman(rows[x], rows[y], n_boot=n_boot, seed=seed)
+        return spearman(
+            rows[x],
+            rows[y],
+            x_interval=_interval_of(rows, x),
+            y_interval=_interval_of(rows, y),
+            n_boot=n_boot,
+            seed=seed,
+        )
 
     def _rows(self, estimator: str | None) -> pd.DataFrame:
         if self.metrics.empty:
@@ -742,20 +810,11 @@ def sweep(
     jobs = [
         ModelJob(label, ref, prompt_set, tuple(estimators), options, root) for label, ref in pairs
     ]
-    bar = None
-    if progress is True:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(jobs), desc=f"sweep ({executor})", unit="model")
-    count = {"done": 0}
+    shown = progress if callable(progress) else progress is True
+    bar = Progress(shown, len(jobs), f"sweep ({executor})", unit="model", notes=True)
 
     def tick(result: dict[str, Any]) -> None:
-        count["done"] += 1
-        if bar is not None:
-            bar.set_postfix_str(f"{result['label']}: {result['status']}", refresh=False)
-            bar.update(1)
-        elif callable(progress):
-            progress(count["done"], len(jobs), result["label"])
+        bar.advance(1, result["label"], postfix=f"{result['label']}: {result['status']}")
 
     try:
         if executor == "local":
@@ -770,8 +829,7 @@ def sweep(
                 runtime_env=runtime_env,
             )
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     refs = dict(pairs)
     curves = [r["curves"] for r in results if r["curves"] is not None]
     metrics = [r["metrics"] for r in results if r["metrics"] is not None]

@@ -1,5 +1,5 @@
 // anywidget entry point: one bundle for every view. `render` dispatches on the `_view` trait
-// ("explorer", "curve", "scatter", "heatmap", "metrics", "controls", "sweep").
+// ("explorer", "curve", "scatter", "heatmap", "metrics", "controls", "sweep", "layer_detail").
 
 import { ExportRegistry, TokenStore, type View, type ViewContext } from "./context";
 import { ControlsView } from "./controls";
@@ -7,6 +7,7 @@ import { CurveView } from "./curve";
 import { h } from "./dom";
 import { ExplorerView } from "./explorer";
 import { HeatmapView } from "./heatmap";
+import { LayerDetailView } from "./layer_detail";
 import { MetricsView } from "./metrics";
 import { getString, type WidgetModel } from "./model";
 import { ScatterView } from "./scatter";
@@ -14,7 +15,7 @@ import { SweepView } from "./sweep";
 import { ensureStyles } from "./styles";
 import { ThemeController } from "./theme";
 
-export type ViewName = "explorer" | "curve" | "scatter" | "heatmap" | "metrics" | "controls" | "sweep";
+export type ViewName = "explorer" | "curve" | "scatter" | "heatmap" | "metrics" | "controls" | "sweep" | "layer_detail";
 
 const VIEWS: Record<ViewName, new (ctx: ViewContext) => View> = {
   explorer: ExplorerView,
@@ -24,6 +25,7 @@ const VIEWS: Record<ViewName, new (ctx: ViewContext) => View> = {
   metrics: MetricsView,
   controls: ControlsView,
   sweep: SweepView,
+  layer_detail: LayerDetailView,
 };
 
 /** What `render` leaves behind: the views and a cleanup (also returned to anywidget). */

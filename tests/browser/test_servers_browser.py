@@ -103,3 +103,44 @@ def test_explorer_renders_and_links_a_layer_to_python(kind, browser, tmp_path, a
             assert ours == [], ours
         finally:
             page.close()
+
+
+def test_voila_demo_shows_progress_while_it_runs(browser, tmp_path, artifacts, monkeypatch):
+    """The shipped Voila notebook: the page opens before the result, its progress visible."""
+    import shutil
+    from pathlib import Path
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing")
+    pytest.importorskip("voila")
+    demo = Path(__file__).resolve().parents[2] / "notebooks" / "voila_demo.ipynb"
+    shutil.copy(demo, tmp_path / "voila_demo.ipynb")
+    # The small offline encoder keeps the test short; the notebook's default is SmolLM2.
+    monkeypatch.setenv("TOKENDIM_DEMO_MODEL", "minilm-l6")
+    monkeypatch.setenv("TOKENDIM_DEMO_PROMPTS", "narrative")
+    with serve("voila", tmp_path, "voila_demo.ipynb") as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        problems = watch_requests(page)
+        try:
+            page.goto(url + "/", timeout=180_000)
+            # The dashboard is on the page while the run goes on, with its progress showing.
+            page.wait_for_selector(f"{EXPLORER} .tdw-progress-active", timeout=180_000)
+            assert page.locator(f"{EXPLORER} .tdw-view[data-view='curve']").is_visible()
+            page.locator(EXPLORER).screenshot(path=str(artifacts / "voila-demo-running.png"))
+            page.wait_for_selector(
+                f"{EXPLORER} .tdw-view[data-view='heatmap'][data-tokens]", timeout=300_000
+            )
+            page.wait_for_function(
+                "() => Number(document.querySelector(\".tdw-view[data-view='curve']\")"
+                "?.getAttribute('data-curves') || 0) >= 1",
+                timeout=60_000,
+            )
+            page.wait_for_function(
+                "() => !document.querySelector('.tdw-progress-active')", timeout=300_000
+            )
+            page.locator(EXPLORER).screenshot(path=str(artifacts / "voila-demo-done.png"))
+            host = [re.compile(p, re.S) for p in HOST_PROBLEMS["voila"]]
+            ours = [p for p in problems if not any(h.search(p) for h in host)]
+            assert ours == [], ours
+        finally:
+            page.close()
