@@ -25,6 +25,7 @@ from ._device import (
     resolve_device,
 )
 from .errors import TokendimError
+from .validation import check_int
 
 __all__ = [
     "DEFAULT_RTOL",
@@ -559,9 +560,7 @@ def _search_tiles(
     if chunk_size is None:
         tile = _GPU_TILE if dev.type != "cpu" else _CPU_TILE
     else:
-        if isinstance(chunk_size, bool) or int(chunk_size) < 1:
-            raise TokendimError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
-        tile = int(chunk_size)
+        tile = check_int(chunk_size, "chunk_size", 1)
     tile = min(n, tile)
     step = max(tile, 1024)
     rerank_bytes = _rerank_bytes(dev, tile)
@@ -1040,8 +1039,7 @@ class KNNGraph:
 
     def truncate(self, k: int) -> KNNGraph:
         """The same graph with only the first ``k`` neighbours of each point."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise TokendimError(f"k must be a positive integer, got {k!r}.")
+        k = check_int(k, "k", 1)
         if k > self.k:
             raise TokendimError(
                 f"This graph holds {self.k} neighbours per point; {k} were asked for. "
@@ -1129,12 +1127,7 @@ def search(
     50
     """
     t = as_points(X)
-    if callable(k):
-        need = k
-    else:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or int(k) < 1:
-            raise TokendimError(f"k must be a positive integer, got {k!r}.")
-        need = _constant(int(k))
+    need = k if callable(k) else _constant(check_int(k, "k", 1))
     n = int(t.shape[0])
     rtol = _check_rtol(rtol)
     if dedupe:
