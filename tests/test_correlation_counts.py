@@ -95,6 +95,22 @@ def test_window_counts_are_those_of_all_pairs(name, method):
     assert small.dimension_interval_ == est.dimension_interval_
 
 
+@pytest.mark.parametrize("offset", [30.0, 3e3])
+def test_rows_counted_against_all_are_exact_where_float32_blurs_the_radii(offset):
+    # Two clusters far apart: the centred norms are large against the pair distances, so
+    # float32 products err by more than the gaps between the window's radii (at 3e3 the rows
+    # are too large for any bin to be read from float32). A small graph leaves most rows
+    # counted against every point; their counts must still be exact.
+    rng = np.random.default_rng(12)
+    sign = np.where(np.arange(400) < 200, 1.0, -1.0)[:, None]
+    X = (sign * offset + rng.normal(size=(400, 12)) * 0.3).astype(np.float32)
+    est = CorrelationDimension(interval="analytic", k1=4, k2=9, device="cpu").fit(
+        X, knn=build_graph(X, 9, device="cpu")
+    )
+    assert est.n_exact_rows_ > 0.3 * est.n_used_
+    check_exact(est, X)
+
+
 def test_window_ends_at_pair_distances_are_counted_exactly():
     # Radii exactly at (and a float32 rounding above) pair distances: the graph's float32
     # distances of those pairs fall on either side of the shrunk radius, so they must be

@@ -40,15 +40,14 @@ def embedded_cube(n: int, d: int, D: int, seed: int = 0) -> np.ndarray:
 # exactness
 
 
-@pytest.mark.parametrize("screen", ["float32", "bfloat16"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
     ("n", "D", "k", "chunk"),
     [(300, 20, 10, None), (257, 3, 5, 7), (50, 64, 49, 1), (1500, 40, 12, 256), (700, 8, 3, 64)],
 )
-def test_knn_equals_brute_force(screen, dtype, n, D, k, chunk):
+def test_knn_equals_brute_force(dtype, n, D, k, chunk):
     X = embedded_cube(n, min(D, 5), D, seed=n).astype(dtype)
-    d, i = knn(X, k, device="cpu", chunk_size=chunk, screen=screen)
+    d, i = knn(X, k, device="cpu", chunk_size=chunk)
     ref_d, ref_i = brute_force(X, k)
     assert d.dtype == np.float64 and i.dtype == np.int64
     assert d.shape == i.shape == (n, k)
@@ -59,9 +58,8 @@ def test_knn_equals_brute_force(screen, dtype, n, D, k, chunk):
     assert not np.any(i == np.arange(n)[:, None])
 
 
-@pytest.mark.parametrize("screen", ["float32", "bfloat16"])
-def test_common_offset_breaks_naive_float32_but_not_ours(screen):
-    # Hidden states have huge norms against their neighbour distances (RESEARCH.md): a common
+def test_common_offset_breaks_naive_float32_but_not_ours():
+    # Hidden states have huge norms against their neighbour distances: a common
     # offset of 100 in 768 coordinates makes |x|^2 ~ 8e6 while neighbours are ~0.1 apart.
     X = (embedded_cube(2000, 5, 768, seed=1) + 100.0).astype(np.float32)
     t = torch.from_numpy(X)
@@ -71,7 +69,7 @@ def test_common_offset_breaks_naive_float32_but_not_ours(screen):
     naive_r1 = naive.clamp_min(0).min(dim=1).values.sqrt().numpy()
     assert (naive_r1 == 0).mean() > 0.3  # the naive float32 search is wrong for many points
 
-    d, i = knn(X, 2, device="cpu", screen=screen, chunk_size=512)
+    d, i = knn(X, 2, device="cpu", chunk_size=512)
     x64 = X.astype(np.float64)
     ref = np.linalg.norm(x64[:, None, :] - x64[i], axis=2)
     np.testing.assert_allclose(d, ref, rtol=1e-5)
@@ -84,8 +82,7 @@ def test_common_offset_breaks_naive_float32_but_not_ours(screen):
     assert np.isfinite(est.dimension_) and 4.0 < est.dimension_ < 5.5
 
 
-@pytest.mark.parametrize("screen", ["float32", "bfloat16"])
-def test_huge_norm_rows_are_searched_again_in_float64(monkeypatch, screen):
+def test_huge_norm_rows_are_searched_again_in_float64(monkeypatch):
     # Like the first position of every prompt (~150x the median norm): the float32 error
     # bound cannot certify these rows' candidates, so they take the float64 path.
     rng = np.random.default_rng(2)
@@ -101,108 +98,23 @@ def test_huge_norm_rows_are_searched_again_in_float64(monkeypatch, screen):
 
     monkeypatch.setattr(knn_module, "_search_wide", spy)
     X32 = X.astype(np.float32)
-    d, i = knn(X32, 6, device="cpu", screen=screen)
+    d, i = knn(X32, 6, device="cpu")
     assert calls and calls[0] >= 1
     ref_d, ref_i = brute_force(X32, 6)
     np.testing.assert_array_equal(i, ref_i)
     np.testing.assert_allclose(d, ref_d, rtol=1e-5)
 
 
-def test_when_bfloat16_cannot_certify_most_rows_the_search_runs_in_float32(monkeypatch):
-    # bfloat16 keeps 8 significant bits: with neighbours 1e-3 apart on rows of norm ~10 its
-    # ranking is noise, so (nearly) every row fails verification and the whole search is
-    # redone with the float32 screen (and float64 where float32 cannot certify either).
-    rng = np.random.default_rng(5)
-    X = (rng.normal(size=(600, 16)) * 1e-3 + rng.normal(size=16) * 10.0).astype(np.float32)
-    X[:300] += 1.0  # two clusters, so centring does not remove the offset of each
-    screens = []
-    original = knn_module._search
-
-    def spy(t, k, dev, chunk, screen="auto"):
-        screens.append(screen)
-        return original(t, k, dev, chunk, screen)
-
-    monkeypatch.setattr(knn_module, "_search", spy)
-    d, i = knn(X, 5, device="cpu", screen="bfloat16", chunk_size=128)
-    assert screens == ["bfloat16", "float32"]
-    ref_d, ref_i = brute_force(X, 5)
-    np.testing.assert_array_equal(i, ref_i)
-    np.testing.assert_allclose(d, ref_d, rtol=1e-5)
-
-
-def test_the_few_rows_bfloat16_cannot_certify_are_screened_again_in_float32(monkeypatch):
-    rng = np.random.default_rng(6)
-    X = embedded_cube(1200, 4, 32, seed=6)
-    X[:6] = rng.normal(size=(6, 32)) * 200.0  # huge rows: their neighbours are far
-    X[6] = X[5] + 1e-4  # ... except this one: a near neighbour of a huge row
-    # float64 rows: the huge rows' neighbours are nearly equidistant, closer together than
-    # float32 distances resolve, and the comparison below is with float64 brute force.
-    calls = []
-    original = knn_module._select_rows
-
-    def spy(screen, rows, *args, **kwargs):
-        calls.append((screen.kind, rows.numel()))
-        return original(screen, rows, *args, **kwargs)
-
-    monkeypatch.setattr(knn_module, "_select_rows", spy)
-    d, i = knn(X, 6, device="cpu", screen="bfloat16", chunk_size=256)
-    assert calls and calls[0][0] == "float32" and 1 <= calls[0][1] < 300
-    ref_d, ref_i = brute_force(X, 6)
-    np.testing.assert_array_equal(i, ref_i)
-    np.testing.assert_allclose(d, ref_d, rtol=1e-12)
-
-
-@pytest.mark.parametrize(("cloud", "expected"), [("benign", "bfloat16"), ("tight", "float32")])
-def test_auto_screen_takes_bfloat16_only_where_a_probe_says_it_certifies(
-    monkeypatch, cloud, expected
-):
-    # As on a CPU with bfloat16 hardware, wherever the tests run.
-    monkeypatch.setattr(knn_module, "_cpu_has_bf16_dot", lambda: True)
-    rng = np.random.default_rng(7)
-    if cloud == "benign":
-        X = embedded_cube(1200, 4, 16, seed=7)
-    else:  # neighbours 1e-3 apart on rows of norm ~1: bfloat16 cannot rank them
-        X = rng.normal(size=(1200, 16)) * 1e-3 + np.where(np.arange(1200)[:, None] < 600, 1, -1)
-    kinds = []
-    original = knn_module._select_symmetric
-
-    def spy(screen, *args, **kwargs):
-        kinds.append(screen.kind)
-        return original(screen, *args, **kwargs)
-
-    monkeypatch.setattr(knn_module, "_select_symmetric", spy)
-    d, i = knn(X, 8, device="cpu", chunk_size=256)
-    assert kinds == [expected]
-    ref_d, ref_i = brute_force(X, 8)
-    np.testing.assert_array_equal(i, ref_i)
-    np.testing.assert_allclose(d, ref_d, rtol=1e-12)
-
-
-@pytest.mark.parametrize("screen", ["float32", "bfloat16"])
-def test_clouds_stored_cluster_by_cluster(screen):
+def test_clouds_stored_cluster_by_cluster():
     # Token clouds come prompt by prompt: consecutive rows are near one another, the order
     # in which a naive tiling would sample each row's first threshold.
     rng = np.random.default_rng(8)
     centres = rng.normal(size=(12, 24)) * 3.0
     X = np.repeat(centres, 150, axis=0) + rng.normal(size=(1800, 24)) * 0.3
-    d, i = knn(X.astype(np.float32), 10, device="cpu", screen=screen, chunk_size=200)
+    d, i = knn(X.astype(np.float32), 10, device="cpu", chunk_size=200)
     ref_d, ref_i = brute_force(X.astype(np.float32), 10)
     np.testing.assert_array_equal(i, ref_i)
     np.testing.assert_allclose(d, ref_d, rtol=1e-5)
-
-
-def test_screen_choice():
-    X = embedded_cube(200, 4, 16)
-    a = knn(X, 7, device="cpu", screen="float32")
-    b = knn(X, 7, device="cpu", screen="bfloat16")
-    c = knn(X, 7, device="cpu")
-    for got in (b, c):
-        np.testing.assert_array_equal(got[1], a[1])
-        np.testing.assert_array_equal(got[0], a[0])
-    with pytest.raises(TokendimError, match="screen"):
-        knn(X, 3, device="cpu", screen="float16")
-    g = build_graph(X, 5, device="cpu", screen="bfloat16")
-    np.testing.assert_array_equal(g.indices, a[1][:, :5])
 
 
 def test_self_is_excluded_by_index_even_with_exact_copies():
@@ -355,8 +267,9 @@ def test_build_graph_merges_exactly_what_deduplicate_merges(seed):
     keep, inverse = deduplicate(X)
     np.testing.assert_array_equal(g.keep, keep)
     np.testing.assert_array_equal(g.inverse, inverse)
-    # The threshold comes from the search's centring: the same arithmetic, the same bits.
-    assert g.threshold == knn_module._dedupe(torch.from_numpy(X), DEFAULT_RTOL)[2]
+    # The threshold: rtol times the RMS radius of the rows (no two are bitwise copies).
+    radius = float(np.sqrt(((X - X.mean(0)) ** 2).sum(1).mean()))
+    assert g.threshold == pytest.approx(DEFAULT_RTOL * radius, rel=1e-6)
     _, ref_i = knn(X[keep], 5, device="cpu")
     np.testing.assert_array_equal(g.indices, ref_i)
 
@@ -456,14 +369,10 @@ def clouds(draw):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    clouds(),
-    st.sampled_from(["float32", "bfloat16"]),
-    st.sampled_from([None, 1, 3, 16]),
-)
-def test_knn_distances_match_brute_force(case, screen, chunk):
+@given(clouds(), st.sampled_from([None, 1, 3, 16]))
+def test_knn_distances_match_brute_force(case, chunk):
     X, k = case
-    d, i = knn(X, k, device="cpu", screen=screen, chunk_size=chunk)
+    d, i = knn(X, k, device="cpu", chunk_size=chunk)
     ref_d, _ = brute_force(X, k)
     # The distances are exact (the index order may differ only between exact ties).
     rtol = 1e-12 if X.dtype == np.float64 else 1e-5

@@ -1,68 +1,15 @@
 """Exact k-nearest-neighbour graphs on torch, and the one duplicates policy of every estimator.
 
-Exact neighbours, fast
-----------------------
-:func:`knn` searches all pairs with tiled matrix products (torch: the GPU when there is one,
-otherwise every CPU thread torch is allowed). Squared distances from the expansion
-``|x|^2 + |y|^2 - 2 x.y`` in float32 lose all precision when the norms are large against the
-neighbour distance (hidden states of language models: the first position has ~150x the median
-norm; a common offset of 100 makes a naive float32 search return r1 = 0 for most points). So:
-
-1. the cloud is centred first (mean in float64);
-2. low-precision products only *screen* ``k + margin`` candidates per point (self excluded by
-   index). Distances are symmetric, so only the tiles on and above the diagonal are computed
-   (over the points in a seeded random order), each offering candidates to its rows and to its
-   columns; a per-row threshold, first estimated from the row's diagonal tile (a random
-   sample of the cloud) and lowered as candidates are merged, keeps the selection to one
-   comparison per pair. The screen is float32, or bfloat16 on CPUs that multiply bfloat16 in
-   hardware (twice the rate) where a probe of a few rows predicts that its error bound will
-   certify the result (``screen=`` chooses);
-3. the candidates' distances are recomputed directly, as norms of the differences of the
-   input rows in the input's precision (each distinct pair once: near neighbours are often
-   each other's), and re-ranked (ties broken by the lower index). A difference of two
-   floats is correctly rounded, so the distances are accurate to ~1e-6 relative for float32
-   input (the rounding of a float32 sum of squares) and ~1e-15 for float64, whatever the
-   offset or the norms;
-4. each point's selection is verified against the screen's error bound: if a true neighbour
-   could have fallen outside the candidates (or a threshold left it too few), that point is
-   screened again in float32, on its own, and, if float32 cannot certify it either, searched in
-   float64.
-
-Returned distances are float64 (ascending) and indices int64; the point itself is never its
-own neighbour, even when an exact copy of it exists.
-
-Duplicates policy (the same for every estimator)
-------------------------------------------------
-Token clouds hold many repeated points (repeated tokens at the embedding layer, the first
-position of every prompt). A zero (or float-noise) neighbour distance makes ratio and
-likelihood estimators return 0, inf or NaN, so duplicates are removed before estimating:
-
-* Rows of ``X`` closer than ``rtol`` times the cloud's RMS radius (the root-mean-square
-  distance of the distinct rows to their mean) are copies of one another: exact copies are
-  found by hashing, near-exact ones (float noise) by an exact search of all pairs that close.
-  Copies are merged transitively (single linkage at that threshold) and each group is
-  represented by its first row (:func:`deduplicate`). The threshold is relative, not
-  ``== 0``: a copy seen through float32 arithmetic is ~1e-7 of the norm away, not 0.
-* Estimators run on the distinct points only and report how many rows were merged
-  (``n_duplicates_``); per-point results (local dimensions) are copied back to every row of
-  a group from its representative (:meth:`KNNGraph.expand`).
-* A raw ``(distances, indices)`` graph cannot be re-searched, so :func:`graph_from_arrays`
-  applies the same rule to it: neighbours at distance ``<= rtol`` times the median k-th
-  neighbour distance (or exactly 0) are copies; the groups are merged, each representative
-  keeps its nearest *distinct* neighbours (copies of itself and repeated copies of a
-  neighbour are dropped from its row), and the graph is cut to the fewest distinct
-  neighbours any row still has. If that is fewer than an estimator needs, it says so; build
-  the graph from the points with :func:`build_graph` instead, which removes copies first.
-
-No estimator ever divides by a zero distance, so duplicates never produce inf, NaN or a
-silent zero.
+:func:`search` removes copies of rows (exact and up to float noise), then finds the exact
+Euclidean neighbours of the distinct rows: a float32 screen of tiled products over the centred
+cloud selects candidates, their distances are recomputed as norms of differences, and each
+row's selection is verified against the screen's error bound (rows it cannot certify are
+searched again, in float64 if need be). The design and its measurements: docs/knn.md.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -78,14 +25,20 @@ from ._device import (
     resolve_device,
 )
 from .errors import TokendimError
+from .validation import check_int
 
 __all__ = [
     "DEFAULT_RTOL",
     "KNNGraph",
+    "TooFewPoints",
+    "as_points",
     "build_graph",
+    "column_mean",
     "deduplicate",
+    "float32_error",
     "graph_from_arrays",
     "knn",
+    "search",
 ]
 
 #: Rows closer than this fraction of the cloud's RMS radius are copies of one another. Far
@@ -98,17 +51,15 @@ DEFAULT_RTOL = 1e-5
 _CPU_TILE = 1024
 _GPU_TILE = 8192
 # Bytes of the gathered candidate rows of one re-rank step: small, so the rows are differenced
-# while still in the caches (at D = 768 on 2 cores: 4 MiB 0.19 s, 1 MiB 0.26 s, 0.5 MiB 0.28 s
-# for 10^4 x 80 candidates; torch.cdist on 8 MiB steps took 3-4x longer).
+# while still in the caches (docs/knn.md).
 _RERANK_BYTES = 4 * 2**20
-# On a GPU each step is a few kernel launches: steps as large as a screening tile's buffer
-# (256 MiB at the default tile), not ~10^4 tiny ones per graph.
 # Smallest tile the out-of-memory retry goes down to before it gives up.
 _MIN_TILE = 256
 
 
 def _rerank_bytes(dev: torch.device, tile: int) -> int:
-    """Bytes of one re-rank step: cache-sized on the CPU, a tile's buffer on a GPU."""
+    """Bytes of one re-rank step: cache-sized on the CPU; on a GPU, where each step is a few
+    kernel launches, as large as a screening tile's buffer."""
     return _RERANK_BYTES if dev.type == "cpu" else max(_RERANK_BYTES, 4 * tile * tile)
 
 
@@ -116,8 +67,18 @@ def _rerank_bytes(dev: torch.device, tile: int) -> int:
 # input checks
 
 
-def _as_tensor(X: Any, name: str = "X") -> torch.Tensor:
-    """``X`` as a 2-D floating torch tensor (shares memory with numpy input when it can)."""
+def as_points(X: Any, name: str = "X") -> torch.Tensor:
+    """``X`` checked and as a 2-D float32 or float64 torch tensor, as the search takes it.
+
+    Shares memory with numpy input when it can (read-only arrays are copied). Raises
+    :class:`~tokendim_widgets.errors.TokendimError` for anything but a non-empty, finite,
+    real 2-D array; integers become float64, float16 and bfloat16 float32 (exactly).
+
+    Examples
+    --------
+    >>> as_points([[1, 2], [3, 4]]).dtype
+    torch.float64
+    """
     if isinstance(X, torch.Tensor):
         t = X.detach()
     else:
@@ -186,7 +147,6 @@ def knn(
     *,
     device: str | torch.device | None = "auto",
     chunk_size: int | None = None,
-    screen: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact Euclidean k nearest neighbours of every row of ``X`` (the row itself excluded).
 
@@ -202,13 +162,6 @@ def knn(
     chunk_size : int, optional
         Rows (and columns) of one tile of the screening products: 1024 on the CPU, 8192 on
         a GPU by default. Memory beyond the input is a few copies of it plus a few tiles.
-    screen : {"auto", "float32", "bfloat16"}, default "auto"
-        Precision of the products that *select* candidates (the distances returned are
-        always recomputed exactly, and every selection is verified, so the result does not
-        depend on it). ``"auto"`` takes bfloat16 on CPUs that multiply it in hardware
-        (AVX512-BF16 or AMX: twice the float32 rate) when a probe of 64 rows predicts that
-        it certifies nearly every point (not when neighbours are nearly equidistant at this
-        k, as in language-model clouds at k >= 20), float32 elsewhere.
 
     Returns
     -------
@@ -217,7 +170,7 @@ def knn(
         of the rows (relative accuracy ~1e-6 for float32 input, ~1e-15 for float64).
     indices : numpy.ndarray of int64, shape (n, k)
         Their row indices; exact ties are ordered by index. Duplicated rows are neighbours of
-        one another at distance 0 (use :func:`build_graph` to remove them first).
+        one another at distance 0 (use :func:`search` to remove them first).
 
     Examples
     --------
@@ -227,11 +180,11 @@ def knn(
     >>> d[0].tolist(), i[0].tolist()
     ([1.0, 3.0], [1, 2])
     """
-    t = _as_tensor(X)
+    t = as_points(X)
     n = int(t.shape[0])
     k = _check_k(k, n)
     dev = resolve_device(device)
-    distances, indices, _ = _search(t, k, dev, chunk_size, screen)
+    distances, indices, _ = _search(t, k, dev, chunk_size)
     return distances, indices
 
 
@@ -249,14 +202,11 @@ def float32_error(dim: int) -> float:
     return 8.0 * (2.0 + math.sqrt(dim)) * eps + 4.0 * product_unit_roundoff()
 
 
-def _margin(k: int, screen: str) -> int:
+def _margin(k: int) -> int:
     # Extra candidates re-ranked directly: they absorb the screen's ranking noise among
     # near-ties. Each point's selection is verified afterwards (and searched again if it cannot
     # be), so the margin trades re-rank work (a gathered row per candidate) against rows
-    # searched twice. bfloat16 ranks to ~0.4% of a distance, so it gets a wider margin
-    # (k = 64 on the benchmark cloud: 1464 of 10^4 rows failed with k // 8, 2 with k // 4).
-    if screen == "bfloat16":
-        return max(8, k // 4)
+    # searched twice.
     return max(4, k // 8)
 
 
@@ -265,8 +215,17 @@ def _margin(k: int, screen: str) -> int:
 _CENTRE_STEP = 4096
 
 
-def _column_mean(t: torch.Tensor, dev: torch.device) -> torch.Tensor:
-    """Column mean in float64, accumulated in chunks so no float64 copy of X is made."""
+def column_mean(t: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    """Column mean of the rows ``t`` on ``dev``, in float64 (float32 on MPS).
+
+    Accumulated in fixed chunks of rows, so that no float64 copy of ``t`` is made and every
+    caller (the search's centring, the correlation dimension's) gets the same bits.
+
+    Examples
+    --------
+    >>> column_mean(torch.tensor([[1.0, 2.0], [3.0, 6.0]]), torch.device("cpu")).tolist()
+    [2.0, 4.0]
+    """
     acc_dtype = torch.float64 if dev.type != "mps" else torch.float32
     total = torch.zeros(t.shape[1], dtype=acc_dtype, device=dev)
     for s in range(0, t.shape[0], _CENTRE_STEP):
@@ -288,7 +247,7 @@ def _centred(
     norms come in that order (the screen's), so no second centred copy is made.
     """
     n, dim = int(t.shape[0]), int(t.shape[1])
-    mean = _column_mean(t, dev)
+    mean = column_mean(t, dev)
     rows_dtype = t.dtype if dev.type != "mps" else torch.float32
     mean_in = mean.to(rows_dtype)
     xc = torch.empty((n if keep_rows else 0, dim), dtype=torch.float32, device=dev)
@@ -308,108 +267,32 @@ def _rms(sq32: torch.Tensor) -> float:
     return math.sqrt(total / max(1, sq32.numel()))
 
 
-@functools.lru_cache(maxsize=1)
-def _cpu_has_bf16_dot() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX).
-
-    Without it torch emulates bfloat16 products, several times slower than float32.
-    """
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = fh.read()
-    except OSError:
-        return False
-    return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
-
-
-def _check_screen(screen: Any, dev: torch.device) -> str:
-    if screen not in ("auto", "float32", "bfloat16"):
-        raise TokendimError(f"screen must be 'auto', 'float32' or 'bfloat16', got {screen!r}.")
-    if screen == "auto":
-        # bfloat16 products run at twice the float32 rate on CPUs with AVX512-BF16/AMX. On
-        # GPUs float32 is kept: the search is rarely the bottleneck there and it is untested.
-        return "bfloat16" if dev.type == "cpu" and _cpu_has_bf16_dot() else "float32"
-    return str(screen)
-
-
 class _Screen:
-    """Approximate squared distances of tiles of the centred cloud, for candidate selection.
+    """Approximate squared distances of tiles of the centred cloud, for candidate selection:
+    ``|x_i|^2 + |x_j|^2 - 2 x_i.x_j`` from one float32 product per tile."""
 
-    float32: ``|x_i|^2 + |x_j|^2 - 2 x_i.x_j`` from one float32 product per tile.
-
-    bfloat16: the rows rounded to bfloat16 (``h``), and one product of augmented rows
-    ``[h_i, s_i, 1] . [-2 h_j, 1, s_j]`` where ``s`` is ``|h|^2`` split into three bfloat16
-    parts, so the product itself returns ``|h_i - h_j|^2`` (accumulated in float32 inside the
-    product, rounded once to bfloat16 at the end: ~0.4% of the *distance*, not of the norms).
-    """
-
-    def __init__(self, xc: torch.Tensor, sq32: torch.Tensor, kind: str) -> None:
-        self.kind = kind
-        self._out: torch.Tensor | None = None  # the tile buffers (see tile)
-        self._raw = sq32.new_zeros(0, dtype=torch.bfloat16)
-        self.rho = 0.0
-        self.lost = sq32.new_zeros(0)
-        n = int(xc.shape[0])
-        if kind == "float32":
-            self.left = xc
-            self.sq = sq32
-            return
-        dim = int(xc.shape[1])
-        dev = xc.device
-        # [h, s1, s2, s3, 1, 1, 1] and [-2 h, 1, 1, 1, s1, s2, s3], written in row chunks.
-        self.left = torch.empty((n, dim + 6), dtype=torch.bfloat16, device=dev)
-        self.right = torch.empty((n, dim + 6), dtype=torch.bfloat16, device=dev)
-        sq_h = torch.empty(n, dtype=torch.float32, device=dev)
-        lost = torch.empty(n, dtype=torch.float32, device=dev)
-        for s in range(0, n, 2048):
-            part = xc[s : s + 2048]
-            h = part.to(torch.bfloat16)
-            self.left[s : s + 2048, :dim] = h
-            torch.mul(h, -2.0, out=self.right[s : s + 2048, :dim])  # exact in bfloat16
-            hf = h.to(torch.float32)
-            sq_h[s : s + 2048] = hf.pow(2).sum(dim=1)
-            # What bfloat16 rounding removed from each row bounds the screen's error.
-            lost[s : s + 2048] = (part - hf).pow_(2).sum(dim=1).sqrt_()
-        self.lost = lost
-        norm = sq32.sqrt()
-        ratio = torch.where(norm > 0, lost / norm.clamp_min(1e-300), torch.zeros_like(norm))
-        self.rho = float(ratio.max()) if n else 0.0
-        # |h|^2 as three bfloat16 parts (8 bits each: the 24 bits of the float32 value).
-        rest = sq_h.clone()
-        for col in range(3):
-            p = rest.to(torch.bfloat16)
-            self.left[:, dim + col] = p
-            self.right[:, dim + 3 + col] = p
-            rest -= p.to(torch.float32)
-        self.left[:, dim + 3 :] = 1.0
-        self.right[:, dim : dim + 3] = 1.0
-        self.sq = sq_h  # |h|^2, float32
+    def __init__(self, xc: torch.Tensor, sq32: torch.Tensor) -> None:
+        self.left = xc
+        self.sq = sq32
+        self._out: torch.Tensor | None = None  # the tile buffer (see tile)
 
     def tile(self, a: int, b: int, c: int, d: int) -> torch.Tensor:
         """Approximate squared distances of rows a:b to rows c:d, float32.
 
-        The result lives in a buffer that the next call overwrites. Reusing it matters: a
-        fresh tile of a few MiB is fresh pages from the system, and the page faults cost
-        about half as much again as the tile's products (measured on 1024 x 1024 tiles).
+        The result lives in a buffer that the next call overwrites: a fresh tile would be
+        fresh pages from the system, whose faults cost a good part of the products' time.
         """
         rows, cols = b - a, d - c
         if self._out is None or self._out.numel() < rows * cols:
             self._out = torch.empty(rows * cols, dtype=torch.float32, device=self.left.device)
-            if self.kind == "bfloat16":
-                self._raw = torch.empty(rows * cols, dtype=torch.bfloat16, device=self.left.device)
         block = self._out[: rows * cols].view(rows, cols)
-        if self.kind == "float32":
-            torch.addmm(
-                self.sq[c:d].unsqueeze(0), self.left[a:b], self.left[c:d].t(), alpha=-2.0, out=block
-            )
-            return block.add_(self.sq[a:b].unsqueeze(1))
-        raw = self._raw[: rows * cols].view(rows, cols)
-        torch.mm(self.left[a:b], self.right[c:d].t(), out=raw)
-        return block.copy_(raw)
+        torch.addmm(
+            self.sq[c:d].unsqueeze(0), self.left[a:b], self.left[c:d].t(), alpha=-2.0, out=block
+        )
+        return block.add_(self.sq[a:b].unsqueeze(1))
 
     def rows(self, rows: torch.Tensor, c: int, d: int) -> torch.Tensor:
-        """Approximate squared distances of the given rows to rows c:d (float32 screens: the
-        probe and the retry of single rows are float32)."""
+        """Approximate squared distances of the given rows to rows c:d."""
         block = torch.addmm(
             self.sq[c:d].unsqueeze(0), self.left[rows], self.left[c:d].t(), alpha=-2.0
         )
@@ -442,8 +325,8 @@ class _Best:
     bounds everything left out, as the verification needs.
     """
 
-    def __init__(self, n: int, m: int, tile: int, dev: torch.device, narrow: bool) -> None:
-        self.m, self.tile, self.narrow = m, tile, narrow
+    def __init__(self, n: int, m: int, tile: int, dev: torch.device) -> None:
+        self.m, self.tile = m, tile
         inf = float("inf")
         self.values = torch.full((n, m), inf, dtype=torch.float32, device=dev)
         self.indices = torch.zeros((n, m), dtype=torch.int64, device=dev)
@@ -490,16 +373,11 @@ class _Best:
             vals = torch.cat([self.values[start:stop].reshape(-1), vals])
         self._merged.add(start)
         # One sort of (row, value) keys groups the offers by row, ascending: a float32's bits,
-        # negatives' flipped, order as the float does. bfloat16 values (the low 16 bits are
-        # zero) fit with the row in an int32 key, which sorts twice as fast.
+        # negatives' flipped, order as the float does.
         bits = vals.view(torch.int32)
         bits = bits ^ ((bits >> 31) & 0x7FFFFFFF)
-        if self.narrow and count <= 32767:
-            key32, order = torch.sort((rows.to(torch.int32) << 16) | ((bits >> 16) + 32768))
-            rows = (key32 >> 16).long()
-        else:
-            key, order = torch.sort((rows << 32) | (bits.to(torch.int64) + 2**31))
-            rows = key >> 32
+        key, order = torch.sort((rows << 32) | (bits.to(torch.int64) + 2**31))
+        rows = key >> 32
         per_row = torch.bincount(rows, minlength=count)
         first = torch.cumsum(per_row, 0) - per_row
         rank = torch.arange(rows.numel(), device=dev) - first[rows]
@@ -529,7 +407,7 @@ def _select_symmetric(
     values there gives it a threshold before the other tiles are screened against it.
     """
     inf = float("inf")
-    best = _Best(n, m, tile, dev, narrow=screen.kind == "bfloat16")
+    best = _Best(n, m, tile, dev)
     starts = list(range(0, n, tile))
     for a in starts:
         b = min(n, a + tile)
@@ -584,11 +462,7 @@ def _select_symmetric(
             flat = torch.nonzero(wanted.view(-1)).squeeze(1)
             v = block.view(-1).index_select(0, flat)
             del block, wanted, limit
-            if width & (width - 1) == 0:  # the usual tile: shifts, not divisions
-                shift = width.bit_length() - 1
-                i, j = flat >> shift, flat & (width - 1)
-            else:
-                i, j = torch.div(flat, width, rounding_mode="floor"), flat % width
+            i, j = torch.div(flat, width, rounding_mode="floor"), flat % width
             # Each entry to the side whose threshold it is under: the rows', then the columns'.
             sides = ((a, b, i, j + c, t_rows), (c, d, j, i + a, t_cols))
             for start, stop, own, other, thr in sides:
@@ -642,7 +516,6 @@ def _search(
     k: int,
     dev: torch.device,
     chunk_size: int | None,
-    screen: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """(distances, indices) of :func:`knn`, and the rows' RMS radius (for the copies rule).
 
@@ -655,7 +528,7 @@ def _search(
         out_of_memory = False
         try:
             with full_float32():
-                return _search_tiles(t, k, dev, tile, screen)
+                return _search_tiles(t, k, dev, tile)
         except Exception as exc:
             if dev.type == "cpu" or not is_out_of_memory(exc):
                 raise
@@ -677,21 +550,17 @@ def _search_tiles(
     k: int,
     dev: torch.device,
     chunk_size: int | None,
-    screen: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """One exact search with the given tile (see :func:`_search`)."""
     n, dim = int(t.shape[0]), int(t.shape[1])
-    kind = _check_screen(screen, dev)
-    m = min(n - 1, k + _margin(k, kind))
+    m = min(n - 1, k + _margin(k))
     # The re-rank differences the input rows in their own precision (MPS has no float64).
     wide = torch.float64 if dev.type != "mps" else torch.float32
     rows_dev = t.to(dev) if dev.type != "mps" else t.to(dev, torch.float32)
     if chunk_size is None:
         tile = _GPU_TILE if dev.type != "cpu" else _CPU_TILE
     else:
-        if isinstance(chunk_size, bool) or int(chunk_size) < 1:
-            raise TokendimError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
-        tile = int(chunk_size)
+        tile = check_int(chunk_size, "chunk_size", 1)
     tile = min(n, tile)
     step = max(tile, 1024)
     rerank_bytes = _rerank_bytes(dev, tile)
@@ -719,25 +588,7 @@ def _search_tiles(
         approx, cand = _select_rows(scr, inverse[rows], n, width, tile, dev)
         return approx, perm[cand]
 
-    def screen_of(kind: str) -> tuple[_Screen, torch.Tensor]:
-        """The screen over the shuffled rows, and each original row's bfloat16 rounding."""
-        scr = _Screen(xs, sqs, kind)
-        if inverse is None:
-            return scr, scr.lost
-        return scr, scr.lost[inverse] if scr.lost.numel() else scr.lost
-
-    scr, lost = screen_of(kind)
-    probe = kind == "bfloat16" and screen == "auto" and m < n - 1
-    if probe:
-        probe_rows = torch.linspace(0, n - 1, min(n, _PROBE_ROWS), device=dev).long().unique()
-        _, probe_cand = select_rows(_Screen(xs, sqs, "float32"), probe_rows, m)
-        if not _bfloat16_pays(scr.rho, lost, probe_rows, probe_cand, sq32, rows_dev, k, m):
-            kind = "float32"
-            m = min(n - 1, k + _margin(k, kind))
-            scr, lost = screen_of(kind)
-    approx, cand, top = _select_symmetric(scr, n, m, tile, dev)
-    rho = scr.rho
-    del scr
+    approx, cand, top = _select_symmetric(_Screen(xs, sqs), n, m, tile, dev)
     if perm is not None and inverse is not None:
         approx, cand, top = approx[inverse], perm[cand[inverse]], top[inverse]
     valid = torch.isfinite(approx)  # a row may hold fewer than m candidates
@@ -753,37 +604,29 @@ def _search_tiles(
         return out_d.numpy(), out_i.numpy(), rms
     q2 = sq32.to(wide)
     r_k = out_d[:, -1].to(dev, wide)
-    failed = _unverified(kind, top.to(wide), q2, r_k, dim, rho, lost)
-    if kind == "bfloat16" and failed.numel() > n // 4:
-        # The bfloat16 screen cannot certify most rows (norms large against the neighbour
-        # distances): a symmetric float32 screen of all rows beats screening them row by row.
-        return _search(t, k, dev, chunk_size, "float32")
-    # Screened again in float32, on their own: the rows bfloat16 could not certify, and the
-    # rows a threshold left with fewer than m candidates (a full row search certifies most);
-    # the others float32 could not certify go straight to float64.
-    again = failed if kind == "bfloat16" else failed[count[failed] < m]
-    if kind == "float32":
-        failed = failed[count[failed] == m]
+    failed = _unverified(top.to(wide), q2, r_k, dim)
+    # The rows a threshold left with fewer than m candidates are screened again on their own
+    # (a full row search certifies most); the others the screen could not certify go
+    # straight to float64.
+    again = failed[count[failed] < m]
+    failed = failed[count[failed] == m]
     if again.numel():
-        scr32 = _Screen(xs, sqs, "float32")
-        m32 = min(n - 1, k + _margin(k, "float32"))
         still = [failed]
         for s in range(0, int(again.numel()), step):
             rows = again[s : s + step]
-            approx, cand = select_rows(scr32, rows, m32)
+            approx, cand = select_rows(_Screen(xs, sqs), rows, m)
             dist, idx = _rerank(rows_dev, rows_dev[rows], cand, rerank_bytes)
             cpu_rows = rows.cpu()
             out_d[cpu_rows] = dist[:, :k].to("cpu", torch.float64)
             out_i[cpu_rows] = idx[:, :k].to("cpu")
             bad = _unverified(
-                "float32",
                 approx.max(dim=1).values.to(wide),
                 q2[rows],
                 out_d[cpu_rows, -1].to(dev, wide),
                 dim,
             )
             still.append(rows[bad])
-        failed = torch.cat(still) if kind == "float32" else torch.cat(still[1:])
+        failed = torch.cat(still)
     # The float64 search over the rows nothing else certified, in chunks of rows, so its
     # (rows x columns) float64 blocks stay within a few tiles' memory.
     wide_rows = max(1, (tile * tile) // max(m, min(n, tile)))
@@ -802,88 +645,22 @@ def _search_tiles(
 _SAMPLE_MARGIN = 2.5
 _SAMPLE_MIN = 4
 
-#: Rows probed before a bfloat16 screen is chosen, and the largest fraction of them predicted
-#: to fail its verification for which it still pays: a failed row is screened again in
-#: float32 on its own (twice its share of a symmetric float32 pass), and the bfloat16 pass
-#: costs ~0.6 of a float32 one, so it pays up to ~20% failures; 10% leaves room for the
-#: prediction's error.
-_PROBE_ROWS = 64
-_PROBE_MAX_FAILED = 0.10
 
-
-def _bfloat16_pays(
-    rho: float,
-    lost: torch.Tensor,
-    probe: torch.Tensor,
-    cand: torch.Tensor,
-    sq32: torch.Tensor,
-    rows_dev: torch.Tensor,
-    k: int,
-    m: int,
-) -> bool:
-    """Predict, from a few rows searched in float32, whether the bfloat16 screen certifies.
-
-    Clouds whose neighbour distances are small against the rows' norms, or whose k-th and
-    m-th neighbours are nearly equidistant (hidden states of language models at k ~ 20-64),
-    fail the bfloat16 bound for many rows; there float32 is faster overall. ``cand``: the
-    probe rows' m float32-screened candidates.
-    """
-    dist, _ = _rerank(rows_dev, rows_dev[probe], cand)
-    d = dist.to(torch.float64)
-    r_k, d_m = d[:, k - 1], d[:, m - 1]
-    eps32 = float(torch.finfo(torch.float32).eps)
-    q = sq32[probe].to(torch.float64).sqrt()
-    rho = rho + 2.0 * eps32
-    # _unverified's bound with the m-th true distance standing in for the m-th screened one.
-    lower = (
-        d_m / math.sqrt(1.0 + 2.0**-8)
-        - (lost[probe].to(torch.float64) + 2.0 * eps32 * q)
-        - rho * (2.0 * q + r_k)
-    )
-    failed = float((lower <= r_k * (1.0 + 1e-5)).to(torch.float64).mean())
-    return failed <= _PROBE_MAX_FAILED
-
-
-def _unverified(
-    kind: str,
-    top: torch.Tensor,
-    q2: torch.Tensor,
-    r_k: torch.Tensor,
-    dim: int,
-    rho: float = 0.0,
-    lost: torch.Tensor | None = None,
-) -> torch.Tensor:
+def _unverified(top: torch.Tensor, q2: torch.Tensor, r_k: torch.Tensor, dim: int) -> torch.Tensor:
     """Positions of the rows whose candidates might have missed a true neighbour.
 
     A point j left out of a row's candidates screened at ``>= top``. Were it truly nearer
     than the k-th neighbour found (``r_k``), the screen's error on it would have to exceed the
     slack this function checks. Such a j has ``|x_j| <= |q| + r_k``, which bounds that
-    error. float32: rounding of the centred rows, of the products and of sums over D terms
-    (blocked BLAS sums grow like sqrt(D) in practice), with a safety factor. bfloat16: the
-    product is exact up to float32 accumulation for the rounded rows h, whose distance
-    differs from the true one by at most ``|q - h_q| + |x_j - h_j|`` (triangle inequality):
-    the first is known (``lost``), the second at most ``rho`` (the largest relative rounding
-    of any row) times ``|x_j|``; the final rounding to bfloat16 is relative.
-    Returns indices (on the rows' device) of rows to search again, more precisely.
+    error (:func:`float32_error`). Returns indices (on the rows' device) of rows to search
+    again, more precisely.
     """
-    eps32 = float(torch.finfo(torch.float32).eps)
     eps_rel = float32_error(dim)
     q = q2.sqrt()
     reach = q + r_k
-    if kind == "float32":
-        bound = eps_rel * (reach * reach + 2.0 * q * reach + q2)
-        slack = top - r_k * r_k
-        return torch.nonzero(slack <= 2.0 * bound).flatten()
-    assert lost is not None
-    rho = rho + 2.0 * eps32  # + the float32 rounding of the centred rows themselves
-    grow = 1.0 + rho
-    acc = eps_rel * (grow * (q + reach)) ** 2  # float32 accumulation inside the product
-    unit = 2.0**-8  # bfloat16 rounding of the product's result, relative
-    screened = (top / (1.0 + unit) - acc).clamp_min(0.0).sqrt()
-    # The query's own rounding is known exactly; a left-out j's is at most rho |x_j|.
-    lower = screened - (lost.to(q.dtype) + 2.0 * eps32 * q) - rho * reach
-    # The re-ranked r_k itself is rounded (float32 input: ~1e-7 relative); stay clear of it.
-    return torch.nonzero(lower <= r_k * (1.0 + 1e-5)).flatten()
+    bound = eps_rel * (reach * reach + 2.0 * q * reach + q2)
+    slack = top - r_k * r_k
+    return torch.nonzero(slack <= 2.0 * bound).flatten()
 
 
 def _rerank(
@@ -1150,8 +927,18 @@ def deduplicate(X: Any, *, rtol: float = DEFAULT_RTOL) -> tuple[np.ndarray, np.n
     >>> keep.tolist(), inverse.tolist()
     ([0, 1, 4], [0, 1, 0, 1, 2])
     """
-    keep, inverse, _ = _dedupe(_as_tensor(X), rtol)
-    return keep, inverse
+    t = as_points(X)
+    rtol = _check_rtol(rtol)
+    x = t.numpy() if t.device.type == "cpu" else t.cpu().numpy()
+    keep, inverse = _exact_duplicates(x)
+    if keep.size < 2:
+        return keep, inverse
+    xu = x[keep]
+    # The same centring arithmetic as the search (search() takes the radius from there).
+    thr = rtol * _rms(_centred(torch.from_numpy(xu), torch.device("cpu"), keep_rows=False)[2])
+    if thr == 0.0:
+        return keep, inverse
+    return _merge_close(xu, keep, inverse, thr)
 
 
 def _check_rtol(rtol: Any) -> float:
@@ -1163,21 +950,6 @@ def _check_rtol(rtol: Any) -> float:
     ):
         raise TokendimError(f"rtol must be a finite number >= 0, got {rtol!r}.")
     return float(rtol)
-
-
-def _dedupe(t: torch.Tensor, rtol: Any) -> tuple[np.ndarray, np.ndarray, float]:
-    """(keep, inverse, absolute threshold) of :func:`deduplicate`."""
-    rtol = _check_rtol(rtol)
-    x = t.numpy() if t.device.type == "cpu" else t.cpu().numpy()
-    keep, inverse = _exact_duplicates(x)
-    if keep.size < 2:
-        return keep, inverse, 0.0
-    xu = x[keep]
-    # The same centring arithmetic as the search (build_graph takes the radius from there).
-    thr = rtol * _rms(_centred(torch.from_numpy(xu), torch.device("cpu"), keep_rows=False)[2])
-    if thr == 0.0:
-        return keep, inverse, thr
-    return (*_merge_close(xu, keep, inverse, thr), thr)
 
 
 def _merge_close(
@@ -1267,8 +1039,7 @@ class KNNGraph:
 
     def truncate(self, k: int) -> KNNGraph:
         """The same graph with only the first ``k`` neighbours of each point."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise TokendimError(f"k must be a positive integer, got {k!r}.")
+        k = check_int(k, "k", 1)
         if k > self.k:
             raise TokendimError(
                 f"This graph holds {self.k} neighbours per point; {k} were asked for. "
@@ -1289,85 +1060,74 @@ class KNNGraph:
         return arr[self.inverse]
 
 
-def build_graph(
+class TooFewPoints(TokendimError):
+    """Raised by :func:`search` when fewer than ``k + 1`` points are distinct.
+
+    Attributes
+    ----------
+    k : int
+        Neighbours asked for.
+    n_unique : int
+        Distinct points left after merging copies.
+    n_merged : int
+        Rows merged into another row's group.
+    """
+
+    def __init__(self, k: int, n_unique: int, n_merged: int) -> None:
+        extra = f" ({n_merged} duplicate rows were merged)" if n_merged else ""
+        super().__init__(
+            f"{k} neighbours need at least {k + 1} distinct points, but there are "
+            f"{n_unique}{extra}. Use a smaller k or more (distinct) points."
+        )
+        self.k, self.n_unique, self.n_merged = k, n_unique, n_merged
+
+
+def search(
     X: Any,
-    k: int,
+    k: int | Callable[[int], int],
     *,
     device: str | torch.device | None = "auto",
     dedupe: bool = True,
     rtol: float = DEFAULT_RTOL,
     chunk_size: int | None = None,
-    screen: str = "auto",
 ) -> KNNGraph:
     """Remove duplicate rows, then search the exact k nearest neighbours of the rest.
 
     Parameters
     ----------
-    X : array-like, shape (n, D)
-    k : int
-        Neighbours per distinct point; needs at least ``k + 1`` distinct points.
+    X : array-like or torch.Tensor, shape (n, D)
+    k : int or callable
+        Neighbours per distinct point; needs at least ``k + 1`` distinct points. A callable
+        is given the number of distinct points and returns ``k`` (estimators whose range
+        depends on it).
     device : str or torch.device, default "auto"
     dedupe : bool, default True
-        Merge copies first (see the module's duplicates policy). With ``False`` the graph is
+        Merge copies first (see docs/knn.md, duplicates policy). With ``False`` the graph is
         over every row and copies are neighbours at distance 0; estimators fitted on it
         apply :func:`graph_from_arrays`'s rule to it.
     rtol : float, default :data:`DEFAULT_RTOL`
         Relative threshold of :func:`deduplicate`.
     chunk_size : int, optional
         Tile size of :func:`knn`.
-    screen : {"auto", "float32", "bfloat16"}, default "auto"
-        Precision of :func:`knn`'s candidate screen (the result does not depend on it).
 
     Returns
     -------
     KNNGraph
 
+    Raises
+    ------
+    TooFewPoints
+        Fewer than ``k + 1`` distinct points.
+
     Examples
     --------
     >>> import numpy as np
     >>> X = np.random.default_rng(1).normal(size=(50, 3))
-    >>> build_graph(np.vstack([X, X]), 5, device="cpu").n_duplicates
+    >>> search(np.vstack([X, X]), 5, device="cpu").n_duplicates
     50
     """
-    t = _as_tensor(X)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or int(k) < 1:
-        raise TokendimError(f"k must be a positive integer, got {k!r}.")
-
-    def too_few(k: int, n_unique: int, merged: int) -> TokendimError:
-        extra = f" ({merged} duplicate rows were merged)" if merged else ""
-        return TokendimError(
-            f"{k} neighbours need at least {k + 1} distinct points, but there are "
-            f"{n_unique}{extra}. Use a smaller k or more (distinct) points."
-        )
-
-    return _graph_of(
-        t,
-        lambda n_unique: int(k),
-        device=device,
-        dedupe=dedupe,
-        rtol=rtol,
-        chunk_size=chunk_size,
-        screen=screen,
-        too_few=too_few,
-    )
-
-
-def _graph_of(
-    t: torch.Tensor,
-    need: Callable[[int], int],
-    *,
-    device: str | torch.device | None,
-    dedupe: bool,
-    rtol: Any,
-    chunk_size: int | None,
-    screen: str,
-    too_few: Callable[[int, int, int], TokendimError],
-) -> KNNGraph:
-    """:func:`build_graph` of checked rows ``t``, with ``need(n_unique)`` neighbours.
-
-    ``too_few(k, n_unique, merged)`` is the error to raise when fewer than k + 1 points
-    are distinct (the estimators word it their way).
-    """
+    t = as_points(X)
+    need = k if callable(k) else _constant(check_int(k, "k", 1))
     n = int(t.shape[0])
     rtol = _check_rtol(rtol)
     if dedupe:
@@ -1376,13 +1136,12 @@ def _graph_of(
         keep, inverse = _exact_duplicates(t.numpy() if t.device.type == "cpu" else t.cpu().numpy())
     else:
         keep, inverse = np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64)
-    k = int(need(int(keep.size)))
-    if keep.size < k + 1:
-        raise too_few(k, int(keep.size), n - int(keep.size))
+    n_k = int(need(int(keep.size)))
+    if keep.size < n_k + 1:
+        raise TooFewPoints(n_k, int(keep.size), n - int(keep.size))
     dev = resolve_device(device)
     sub = t if keep.size == n else t[torch.from_numpy(keep).to(t.device)]
-    # The rows were checked by the caller: search directly (knn() would check them again).
-    d, i, rms = _search(sub, k, dev, chunk_size, screen)
+    d, i, rms = _search(sub, n_k, dev, chunk_size)
     # deduplicate()'s threshold, from the search's centring (the same arithmetic on the CPU).
     thr = rtol * rms if dedupe else 0.0
     # The graph's distances are accurate to ~1e-6 relative: a pair within the threshold shows
@@ -1392,12 +1151,20 @@ def _graph_of(
         merged, inverse = _merge_close(x[keep], keep, inverse, thr)
         if merged.size < keep.size:
             keep = merged
-            k = int(need(int(keep.size)))
-            if keep.size < k + 1:
-                raise too_few(k, int(keep.size), n - int(keep.size))
+            n_k = int(need(int(keep.size)))
+            if keep.size < n_k + 1:
+                raise TooFewPoints(n_k, int(keep.size), n - int(keep.size))
             sub = t[torch.from_numpy(keep).to(t.device)]
-            d, i, _ = _search(sub, k, dev, chunk_size, screen)
+            d, i, _ = _search(sub, n_k, dev, chunk_size)
     return KNNGraph(d, i, keep, inverse, thr)
+
+
+#: The name :func:`search` had first (graphs, projections and notebooks use it).
+build_graph = search
+
+
+def _constant(k: int) -> Callable[[int], int]:
+    return lambda n_unique: k
 
 
 def graph_from_arrays(distances: Any, indices: Any, *, rtol: float = DEFAULT_RTOL) -> KNNGraph:

@@ -1,44 +1,10 @@
 """2-D pictures of each layer's token cloud: a PCA preview at once, then UMAP from the kNN graph.
 
-What this module promises
--------------------------
-* :func:`pca_2d` is the instant preview (5760 x 576: ~25 ms on two idle CPU cores, ~65 ms on
-  a heavily loaded pair; benchmarks/README.md): the cloud is
-  centred and its top two principal directions found by a seeded randomized subspace iteration
-  (exact thin SVD for narrow clouds). Each axis is oriented so that the scores' third moment is
-  positive (skewness; the largest score decides on a symmetric cloud). The orientation is a
-  property of the cloud, not of the basis it is written in: ``pca_2d(-X)`` and ``pca_2d(X @ Q)``
-  for an orthogonal ``Q`` give the picture of ``pca_2d(X)``, so it does not flip between runs.
-* :func:`umap_2d` runs umap-learn on the kNN graph that the estimators already use (the module
-  :mod:`tokendim_widgets.knn`), never searching for neighbours again, on the *distinct* points
-  only (``graph.keep``); each duplicate row gets its representative's position (optionally
-  spread into a small deterministic floret by ``jitter``, see :func:`spread_duplicates`).
-* ``seed`` fixed (the default): same inputs, same picture, bit for bit (umap-learn then runs
-  its serial SGD, which is deterministic; checked within and across processes on one
-  machine). ``seed=None`` uses umap-learn's parallel SGD: faster on many cores, not
-  reproducible.
-* ``n_epochs="auto"`` (:func:`auto_epochs`) sizes the optimisation to the data: fewer epochs
-  for larger clouds, so one projection costs about the same time whatever the number of tokens.
-* Alignment: :func:`align_to` (orthogonal Procrustes with scale and shift, on the same tokens)
-  puts a layout in a neighbour's frame. :func:`umap_2d` with an array ``init`` (the adjacent
-  layer's layout) starts from it and returns its result aligned to it, and
-  :class:`LayerProjector` chains layers that way, so scrubbing through layers reads as motion.
-
-Cold start (umap-learn's import and numba compilation)
-------------------------------------------------------
-``import umap`` compiles pynndescent's kernels on the first import after installing (15-30 s on
-two cores; pynndescent declares ``cache=True``, so numba keeps them on disk afterwards and a
-later import takes 1-4 s). umap-learn's own kernels on our path (the fuzzy graph and the layout
-optimisation) are compiled again in every process (~5 s) because umap-learn declares
-``cache=True`` only on a small helper. :func:`warm_up` imports umap-learn and runs a tiny fit
-on a daemon thread, meant to be called while the model runs; :func:`umap_ready` and the future
-it returns tell when that is done. Before the first compilation it also turns on numba's on-disk
-cache for those kernels (``Dispatcher.enable_caching()``, numba's own mechanism behind
-``cache=True``; umap-learn's code is not changed, only where numba keeps the machine code it
-compiles), so a later process loads them in a fraction of a second. Set the environment
-variable ``TOKENDIM_UMAP_CACHE=0`` to turn that off; numba writes the cache next to umap-learn's
-sources when that folder is writable, else under the user's cache folder, or under
-``NUMBA_CACHE_DIR`` when set.
+:func:`pca_2d` is the instant, seeded preview (axes oriented by their skewness, so the picture
+does not flip); :func:`umap_2d` runs umap-learn on the estimators' kNN graph of the distinct
+points; :class:`LayerProjector` chains layers so that scrubbing reads as motion;
+:func:`warm_up` compiles umap-learn's kernels ahead of time. Promises, cold start and
+measurements: docs/projection.md.
 """
 
 from __future__ import annotations
@@ -89,8 +55,7 @@ _PCA_POWER_ITERATIONS = 4
 _PCA_EXACT_WIDTH = 32
 # Up to this many entries (n * D) the PCA runs its BLAS calls on one thread: its products are
 # thin (n x 12), and on a busy machine multithreaded BLAS spends more time synchronising than
-# computing (5760 x 576 at load ~6 on two cores: 340 ms median with two threads, 80 ms with
-# one). Larger clouds keep every thread.
+# computing (docs/projection.md). Larger clouds keep every thread.
 _PCA_SINGLE_THREAD_SIZE = 10_000_000
 
 # n_epochs="auto": a budget of point-epochs (the SGD's work is proportional to the number of
@@ -523,11 +488,10 @@ def _prepare_kernels() -> None:
                 module = importlib.import_module(module_name)
             except ImportError:
                 continue
-            dispatcher = getattr(module, attr, None)
-            enable = getattr(dispatcher, "enable_caching", None)
-            cache = getattr(dispatcher, "_cache", None)
-            if enable is None or type(cache).__name__ != "NullCache":
-                continue  # not a numba dispatcher, or already cached (declared cache=True)
+            enable = getattr(getattr(module, attr, None), "enable_caching", None)
+            if enable is None:
+                continue  # not a numba dispatcher in this version of umap-learn
+            # On a kernel declared cache=True this sets up the same on-disk cache again.
             # No cache locator (a read-only install and no writable user cache): numba
             # raises; the kernels then compile in memory as usual.
             with contextlib.suppress(Exception):

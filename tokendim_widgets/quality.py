@@ -30,6 +30,9 @@ from .extraction import (
     special_ids,
     tokenize,
 )
+from .models import load_model
+from .prompts import as_prompt_set
+from .validation import check_optional_int
 
 if TYPE_CHECKING:
     import torch
@@ -183,13 +186,9 @@ def model_quality(
     import torch
     import torch.nn.functional as F
 
-    from .extraction import _positive_int
-    from .models import load_model
-    from .prompts import as_prompt_set
-
     prompt_set = as_prompt_set(prompts)
-    batch_tokens = _positive_int(batch_tokens, "batch_tokens")
-    max_length = _positive_int(max_length, "max_length")
+    batch_tokens = check_optional_int(batch_tokens, "batch_tokens")
+    max_length = check_optional_int(max_length, "max_length")
     if isinstance(model, str | os.PathLike):
         model, tokenizer = load_model(model, device=device, dtype=dtype)
         target, torch_dtype = placed_dtype(model, "auto", "auto")

@@ -9,7 +9,7 @@ import numpy as np
 
 from .errors import TokendimError
 
-__all__ = ["check_choice", "check_float", "check_int"]
+__all__ = ["check_choice", "check_float", "check_int", "check_optional_int"]
 
 
 def check_int(value: Any, name: str, minimum: int) -> int:
@@ -22,6 +22,21 @@ def check_int(value: Any, name: str, minimum: int) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise TokendimError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def check_optional_int(value: Any, name: str, minimum: int = 1) -> int | None:
+    """``value`` as an int (see :func:`check_int`), or None when it is None (no limit).
+
+    Examples
+    --------
+    >>> check_optional_int(None, "max_length") is None, check_optional_int(8, "max_length")
+    (True, 8)
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise TokendimError(f"{name} must be an integer >= {minimum} or None, got {value!r}.")
     return int(value)
 
 

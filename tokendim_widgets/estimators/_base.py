@@ -1,26 +1,8 @@
 """What every estimator shares: parameters, the kNN graph it is fitted on, error bars.
 
-Estimators follow scikit-learn's conventions: the constructor stores hyper-parameters and
-checks nothing; ``fit`` checks them, computes, sets attributes ending in ``_`` and returns
-``self``. A fit starts from points (``fit(X)``: duplicates are removed and the exact kNN graph
-is searched) or from a precomputed graph (``fit(knn=graph)``: a :class:`~tokendim_widgets.knn.
-KNNGraph` or a raw ``(distances, indices)`` pair), so that one graph serves every estimator.
-
-Error bars (``dimension_interval_``, level ``confidence``) are chosen by ``interval``:
-
-* ``"auto"`` (default): with ``fit(..., groups=labels)`` (e.g. the prompt of each token), a
-  bootstrap over whole groups ("group bootstrap"); without groups, over blocks of the kNN graph
-  ("block bootstrap"). Replicates reweight the per-point statistics of the one graph (no new
-  neighbour search), and are paired across fits with the same labels and seed
-  (:mod:`tokendim_widgets.resampling`); ``bootstrap_dimensions_`` holds them.
-* ``"bootstrap"``: groups if given, otherwise single points (independent points).
-* ``"analytic"``: the point-level interval: exact or asymptotic likelihood where the estimator
-  has one (TwoNN ``method="mle"``, GRIDE), otherwise a delete-a-group jackknife over
-  ``n_groups`` random groups of points. Tokens of one prompt and points that share neighbours
-  are not independent, so these are too narrow on token clouds (benchmarks/README.md).
-
-``interval_method_`` names what was done. ``metric="cosine"`` scales rows to unit length before
-the neighbour search (a graph passed as ``knn`` is taken as built in the estimator's metric).
+scikit-learn conventions (parameters checked by ``fit``, results end in ``_``); a fit starts
+from points or from a precomputed graph, so that one graph serves every estimator. How the
+intervals are chosen (``interval``): docs/estimators.md.
 """
 
 from __future__ import annotations
@@ -34,9 +16,8 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from .. import knn as _knn
 from ..errors import TokendimError
-from ..knn import KNNGraph
+from ..knn import KNNGraph, TooFewPoints, as_points, deduplicate, graph_from_arrays, search
 from ..resampling import (
     as_group_labels,
     bootstrap_interval,
@@ -289,7 +270,7 @@ def prepare_points(X: Any, metric: str) -> Any:
     """
     if X is None or metric == "euclidean":
         return X
-    t = _knn._as_tensor(X)
+    t = as_points(X)
     wide = t.to(torch.float64)
     norms = wide.norm(dim=1, keepdim=True)
     if bool((norms == 0).any()):
@@ -309,7 +290,7 @@ def as_graph(knn: Any) -> KNNGraph:
         if knn.threshold > 0:
             return knn  # built with duplicates removed: no distance at or below threshold
         # Built without deduplication: apply the raw-graph rule, then compose the maps.
-        sub = _knn.graph_from_arrays(knn.distances, knn.indices)
+        sub = graph_from_arrays(knn.distances, knn.indices)
         return KNNGraph(
             sub.distances,
             sub.indices,
@@ -318,7 +299,7 @@ def as_graph(knn: Any) -> KNNGraph:
             sub.threshold,
         )
     if isinstance(knn, (tuple, list)) and len(knn) == 2:
-        return _knn.graph_from_arrays(knn[0], knn[1])
+        return graph_from_arrays(knn[0], knn[1])
     raise TokendimError(
         "knn must be a KNNGraph (from build_graph) or a (distances, indices) pair of arrays, "
         f"got {type(knn).__name__}."
@@ -330,29 +311,19 @@ def graph_for_points(
 ) -> KNNGraph:
     """Deduplicate ``X`` and search the neighbours ``need(n_unique)`` says are needed.
 
-    What :func:`~tokendim_widgets.knn.build_graph` does (copies removed, near copies found in
-    the graph), with the neighbour count chosen from the number of distinct points.
+    :func:`~tokendim_widgets.knn.search` (copies removed, near copies found in the graph),
+    with the neighbour count chosen from the number of distinct points and the error for too
+    few of them worded for the estimator ``who``.
     """
-    t = _knn._as_tensor(X)
-    name = type(who).__name__ if who is not None else "This estimator"
-
-    def too_few(k: int, n_unique: int, merged: int) -> TokendimError:
-        extra = f" ({merged} duplicate rows were merged)" if merged else ""
-        return TokendimError(
-            f"{name} needs {k} neighbours per point, so at least {k + 1} distinct points, "
-            f"but X has {n_unique}{extra}. Use more points or fewer neighbours."
-        )
-
-    return _knn._graph_of(
-        t,
-        need,
-        device=device,
-        dedupe=True,
-        rtol=_knn.DEFAULT_RTOL,
-        chunk_size=None,
-        screen="auto",
-        too_few=too_few,
-    )
+    try:
+        return search(X, need, device=device)
+    except TooFewPoints as exc:
+        name = type(who).__name__ if who is not None else "This estimator"
+        extra = f" ({exc.n_merged} duplicate rows were merged)" if exc.n_merged else ""
+        raise TokendimError(
+            f"{name} needs {exc.k} neighbours per point, so at least {exc.k + 1} distinct "
+            f"points, but X has {exc.n_unique}{extra}. Use more points or fewer neighbours."
+        ) from None
 
 
 def unique_points(X: Any, knn: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -361,7 +332,7 @@ def unique_points(X: Any, knn: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     When ``knn`` is a graph of ``X``, its ``keep``/``inverse`` are reused (no second
     deduplication); otherwise ``X`` is deduplicated here.
     """
-    t = _knn._as_tensor(X)
+    t = as_points(X)
     x = t.numpy() if t.device.type == "cpu" else t.cpu().numpy()
     if knn is not None:
         graph = as_graph(knn)
@@ -372,7 +343,7 @@ def unique_points(X: Any, knn: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray,
             )
         keep, inverse = graph.keep, graph.inverse
     else:
-        keep, inverse, _ = _knn._dedupe(t, _knn.DEFAULT_RTOL)
+        keep, inverse = deduplicate(t)
     # No copies: the rows themselves (keep is then 0 .. n-1), not a gathered copy of them.
     xu = x if keep.size == x.shape[0] else x[keep]
     return xu, keep, inverse, int(x.shape[0])

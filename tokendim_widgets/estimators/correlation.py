@@ -1,77 +1,9 @@
 """Grassberger-Procaccia correlation dimension, read in a window at the 10th-20th neighbour radii.
 
-With the default window this is in effect a local estimator at neighbour ranks 10 to 20 (a
-larger scale than TwoNN, like MLE at k = 10-20). It is a standard measure, not a reconstruction
-of any paper's: ``local_slope_`` shows the whole curve's slope so that a user can see whether
-the window sits on a plateau, and ``r_min``/``r_max`` move the window. With
-``metric="cosine"`` it reads the angular geometry of the row-normalised states.
-
-The correlation integral ``C(r)`` is the fraction of pairs of distinct points closer than
-``r`` (strictly; window radii are lowered by 1e-9 relative so that a pair whose distance *is*
-a window end never flips in or out of the count with rounding). On a d-dimensional cloud
-``C(r) ~ r^d`` at small r, so the dimension is the slope of ``log C`` against ``log r`` in a
-scaling window: above the radii where pairs are too few to count (and noise dominates), below
-those where the cloud's size and curvature bend the curve.
-
-Scaling window
---------------
-Automatic rule (default): ``[r_min, r_max]`` = the medians, over points, of the distance to
-the ``k1``-th and the ``k2``-th nearest neighbour (10 and 20 by default). It adapts to the
-cloud's scale and density, and at these radii a typical point has k1 to k2 partners, so the
-counts are large (about ``n * k / 2`` pairs) yet the radii stay local. ``r_min``/``r_max`` set
-the window explicitly instead (either one overrides its end).
-
-``method="fit"`` (default): least-squares slope of ``log C`` on ``log r`` at 8 radii evenly
-spaced in ``log r`` across the window. ``method="two_point"``: the slope between the window's
-two ends only, ``log(C(r_max) / C(r_min)) / log(r_max / r_min)``: scikit-dimension's
-``CorrInt(k1, k2)`` (from R ider), reproduced exactly on the same data.
-
-Counting
---------
-Fitted from points, the window counts are those of every pair of distinct points, exactly,
-mostly read from a kNN graph rather than from a pass over all pairs. The exact kNN graph of the
-points (``3 * k2`` neighbours when ``fit`` searches it, or the graph passed as ``knn``) lists,
-for most points, every partner closer than the largest fit radius: a point whose last listed
-neighbour is farther than that radius (by more than the graph's distance error) gets its counts
-from its list. Only the others, "censored" points (a few % at ``3 * k2`` neighbours: dense
-regions), are counted against every point: float32 matrix products of the centred cloud (torch,
-chunked) screen their pairs, and every pair that could lie inside the window, given the float32
-error bound, is measured exactly (float64 difference of the rows). Listed distances that lie
-within the graph's error of a fit radius are measured the same way before they are compared
-with it, so the counts are exactly those of all pairs, whatever the offset or precision of the
-input (``n_exact_rows_`` says how many points were counted against all). The graph's distances
-must be those of the points, as :func:`~tokendim_widgets.knn.build_graph` returns them
-(accurate to ~1e-6 relative for float32 rows, 1e-15 for float64); re-measured neighbour columns
-check it, and a graph that fails the check is ignored for the counts (every point is counted
-against all, with a warning). Above ``max_points`` distinct points a seeded random subset of
-``max_points`` points is drawn and all its pairs are counted (an unbiased sample of pairs; its
-window is set from its own neighbour distances and graph).
-
-The full curve ``C(r)`` at ``n_radii`` radii, from the smallest neighbour distance to the
-cloud's diameter, is exposed for plotting (``radii_``, ``correlation_integral_``). Up to the
-smallest last listed distance of an uncensored point every point's partners are known (listed,
-or counted against all points), so there it is the curve of all pairs; above that radius (at
-least ``r_max``) it is estimated from a seeded sample of pairs: each of ``curve_points`` random
-points with every other point (all points when n <= ``curve_points``). Pairs beyond the window
-come from float32 products (~1e-6 relative in r).
-
-Fitted from a kNN graph only (``fit(knn=graph)``), the counts are those of the pairs the graph
-holds: each point's pairs with its k listed neighbours. For every radius below every point's
-k-th neighbour distance (``exact_radius_``) that is exactly ``C(r)``; above it, points whose
-k-th neighbour is nearer than r have their count cut at k. ``censored_fraction_`` reports the
-fraction of points cut at ``r_max`` and a warning is raised above 1%: then pass the points too
-(``fit(X, knn=graph)`` gives the counts of all pairs, reusing the graph's deduplication and
-neighbours) or use a graph with more neighbours.
-
-Intervals (``interval``): the counts are kept per pair of resampling units (groups given to
-``fit``, blocks of the graph, or random groups of points). A bootstrap replicate weighs each
-point's partner counts by its unit's multiplicity (``C(r)`` proportional to
-``sum_i w_i c_i(r)``; the slope ignores the normalisation), plus the second-order term of pairs
-between two units (see :func:`replicate_counts`), and re-chooses the automatic window
-as the weighted medians of the neighbour distances, reading its counts off a grid of radii
-around the window: the window moves with the data. ``interval="analytic"`` is the delete-a-group
-jackknife over ``n_groups`` random groups of points (both ends of every pair are left out with
-their group), with the window fixed.
+The slope of ``log C(r)`` against ``log r`` (``C``: the fraction of pairs of distinct points
+closer than r) across a window set by neighbour distances. Fitted from points, the window's
+counts are those of every pair, exactly, mostly read from the kNN graph. The window rule, the
+counting and the intervals: docs/estimators.md.
 """
 
 from __future__ import annotations
@@ -84,10 +16,9 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from .. import knn as _knn
 from .._device import full_float32, resolve_device
 from ..errors import TokendimError
-from ..knn import KNNGraph, float32_error
+from ..knn import KNNGraph, TooFewPoints, as_points, column_mean, float32_error, search
 from ..knn import knn as knn_search
 from ..resampling import (
     as_group_labels,
@@ -126,12 +57,7 @@ _SHRINK = 1e-9
 # Bytes of one (rows x points) block of the pair count.
 _BLOCK_BYTES = 16 * 2**20
 # fit(X) searches this many times k2 neighbours (at most n - 1), so that few rows list fewer
-# points than the window holds and must be counted against all points. Censored fraction of
-# the rows at K = 20 / 40 / 50 / 60 / 80 neighbours (10^4 points in D = 768, k1 = 10,
-# k2 = 20): benchmark cloud (sin(z A + phi) + noise, 10-d latent) 50 / 13.7 / 6.3 / 3.1 /
-# 0.36%, uniform 10-d cube 50 / 12.4 / 5.6 / 2.3 / 0.22%. A censored row costs ~0.12 ms there
-# (2 CPU threads), an extra neighbour 4-8 ms of search: K = 50 and 60 tie (within 0.05 s of
-# ~1 s), and 60 leaves more room for clouds of more uneven density, whose censored rows grow.
+# points than the window holds and must be counted against all points (docs/estimators.md).
 _GRAPH_FACTOR = 3
 #: Most groups the bootstrap resamples (its counts are kept per pair of groups).
 MAX_GROUPS = 1024
@@ -506,20 +432,14 @@ class CorrelationDimension(IDEstimator):
             return min(n_u - 1, max(need, _GRAPH_FACTOR * int(self.k2)))
 
         if knn is None:
-            X = _knn._as_tensor(X)
+            X = as_points(X)
             if X.shape[0] <= int(self.max_points):
-                # No sample will be drawn: search the graph as build_graph does (copies
-                # removed, near copies found in the graph), sized for the counts below.
-                knn = _knn._graph_of(
-                    X,
-                    graph_size,
-                    device=self.device,
-                    dedupe=True,
-                    rtol=_knn.DEFAULT_RTOL,
-                    chunk_size=None,
-                    screen="auto",
-                    too_few=too_few,
-                )
+                # No sample will be drawn: search the graph (copies removed, near copies
+                # found in the graph), sized for the counts below.
+                try:
+                    knn = search(X, graph_size, device=self.device)
+                except TooFewPoints as exc:
+                    raise too_few(exc.k, exc.n_unique, exc.n_merged) from None
         xu, keep, _, n_points = unique_points(X, knn)
         n_u = xu.shape[0]
         if n_u < least:
@@ -801,7 +721,7 @@ class _PairCounter:
         t = torch.from_numpy(np.ascontiguousarray(xs))
         self.rows = t.to(dev) if dev.type != "mps" else t.to(dev, torch.float32)
         # Centre in float64, in slices, so no float64 copy of the whole cloud is made.
-        mean = _knn._column_mean(t, dev)
+        mean = column_mean(t, dev)
         # One matrix product gives |x_i - x_j|^2 = [x_i, |x_i|^2, 1] . [-2 x_j, 1, |x_j|^2]:
         # no separate passes over the (rows x points) block to add the squared norms. Only
         # the right side is stored for every point; a counted row's left side is derived
@@ -879,30 +799,49 @@ class _PairCounter:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(G, G, W) ordered pairs (i in rows, j != i) closer than each radius, by group pair.
 
-        Exact: every pair that could be closer than the largest radius, given the float32
-        error bound, is measured as the float64 difference of the rows (as the kNN search
-        verifies its own selection). The same pass also gives these rows' curve counts at
-        ``curve_r`` (as :meth:`curve_counts`).
+        Exact: a pair's radius bin is read from its float32 squared distance where the
+        float32 error bound leaves no radius within reach of it; every other pair that could
+        be closer than the largest radius is measured as the float64 difference of the rows
+        (as the kNN search verifies its own selection). The same pass also gives these rows'
+        curve counts at ``curve_r`` (as :meth:`curve_counts`).
         """
         curve = torch.zeros(int(curve_r.size) + 1, dtype=torch.int64, device=self.dev)
         dev, n_g, w = self.dev, self.n_g, int(shrunk.size)
         hist = torch.zeros(n_g * n_g * (w + 1), dtype=torch.int64, device=dev)
         fit_b = torch.as_tensor(np.asarray(shrunk) ** 2, dtype=self.wide, device=dev)
         r_top = float(np.max(shrunk))
+        r_bottom = float(np.min(shrunk))
         # Error bound of one float32 squared distance of a pair whose true distance is
         # <= r_top (then |x_j| <= |x_i| + r_top), as in the kNN search.
         eps_rel = float32_error(self.dim)
         reach = self.norms + r_top
-        select = (r_top**2 + eps_rel * (reach * reach + 2.0 * self.norms * reach + self.sq)).to(
-            torch.float32
+        err = eps_rel * (reach * reach + 2.0 * self.norms * reach + self.sq)
+        select = (r_top**2 + err).to(torch.float32)
+        # A pair whose float32 value is at least twice the bound away from every radius has
+        # its exact bin. The bound holds for pairs within r_top; one farther away cannot
+        # screen below a radius minus the bound where the squared distance grows faster than
+        # its error from the smallest radius on: r_bottom > 2 eps |x_i| / (1 - eps), with a
+        # margin of 4. Rows that fail that have every selected pair measured.
+        band = torch.where(
+            self.norms * (8.0 * eps_rel) < r_bottom * (1.0 - eps_rel),
+            2.0 * err,
+            torch.full_like(err, math.inf),
         )
+        next_b = torch.cat([fit_b, fit_b.new_full((1,), math.inf)])  # each bin's upper end
         lab = self.labels
         for qi, cols, block, n_in in self._blocks(rows):
             curve += self._curve_hist(block, n_in, curve_r)
             ii, jj = torch.nonzero(block < select[qi].unsqueeze(1), as_tuple=True)
+            screened = block[ii, jj].to(self.wide)
             del block
             pi, pj = qi[ii], cols[jj]
-            wb = torch.bucketize(self.exact_sq(pi, pj), fit_b, right=True)
+            slack = band[pi]
+            wb = torch.bucketize(screened - slack, fit_b, right=True)
+            # Unsure where the next radius up is within reach: screened + slack >= it.
+            unsure = torch.nonzero(screened + slack >= next_b[wb]).squeeze(1)
+            if unsure.numel():
+                exact = self.exact_sq(pi[unsure], pj[unsure])
+                wb[unsure] = torch.bucketize(exact, fit_b, right=True)
             li, lj = lab[pi], lab[pj]
             key = (li * n_g + lj) * (w + 1) + wb
             back = ((lj * n_g + li) * (w + 1) + wb)[jj < n_in]  # pairs of two rows: both ways
@@ -935,9 +874,7 @@ class _PairCounter:
 
         From the float32 products (a plot: ~1e-6 relative in r). ``curve_r`` is geometric,
         so a squared distance's bin is an affine function of its logarithm: one pass of
-        log, floor and bincount. Measured on a 256 x 10^4 block, 40 radii, 2 CPU threads:
-        5 ms, against 33 ms for torch.bucketize (binary search per entry) and 14 ms for
-        torch.histc of the logarithms; the block's matrix product takes 27 ms.
+        log, floor and bincount (several times faster than a binary search per entry).
         """
         hist = torch.zeros(int(curve_r.size) + 1, dtype=torch.int64, device=self.dev)
         for _, _, block, n_in in self._blocks(rows):

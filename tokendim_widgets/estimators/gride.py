@@ -1,22 +1,7 @@
 """GRIDE (Denti et al. 2022): the intrinsic dimension as a function of scale.
 
-For each distinct point, ``mu = r_{n2} / r_{n1}`` is the ratio of its distances to its n2-th
-and n1-th nearest neighbours. On a locally uniform d-dimensional cloud ``mu`` has the density
-
-    f(mu) = d (mu^d - 1)^(n2 - n1 - 1) / (B(n2 - n1, n1) mu^((n2 - 1) d + 1)),   mu > 1,
-
-and the dimension is the maximum of the log-likelihood of the observed ratios, a concave
-function of d whose derivative (the score) decreases from +inf to ``-n1 sum(log mu)``: one
-root, found here by Newton steps kept inside a bisection bracket (no scipy needed). With
-n2 = 2 n1, raising n1 = 1, 2, 4, ... probes larger scales without thinning the data, so the
-curve ``dimensions_`` over ``scales_`` shows how the dimension depends on scale (small scales
-see noise, large ones curvature); at n1 = 1 it is the TwoNN maximum-likelihood estimate.
-
-Conventions follow DADApy (the reference implementation) so that results agree with it and
-with scikit-dimension: the likelihood uses ``(N - 1) log d`` (unbiased at n1 = 1); ratios at
-or above ``q50 + 20 (q95 - q50)`` of the ratios are dropped as outliers; the standard error is
-``1 / sqrt(observed information)`` with ``N / d^2`` as its first term. Ratios equal to 1 (tied
-distances, only possible on lattices once duplicates are removed) are dropped.
+The maximum-likelihood dimension of the ratios of the n2-th to the n1-th neighbour distances,
+n2 = 2 n1, for n1 = 1, 2, 4, ...; DADApy's conventions (docs/estimators.md).
 """
 
 from __future__ import annotations

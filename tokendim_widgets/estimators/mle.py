@@ -1,24 +1,7 @@
-"""Levina-Bickel maximum-likelihood dimension, per point and for the whole cloud.
+"""Levina-Bickel maximum-likelihood dimension from the k nearest neighbours of each point.
 
-Around a point, with ``T_1 <= ... <= T_k`` the distances to its k nearest neighbours (itself
-excluded), the local estimate is
-
-    m = (k - 1) / sum_{j < k} log(T_k / T_j)
-
-(Levina & Bickel 2005 with the ``k - 1`` normalisation of R intrinsicDimension and
-scikit-dimension; ``unbiased=True`` uses ``k - 2``, which removes the estimator's bias under
-the Poisson model). The local values are the per-token local dimensions of the heatmap.
-
-The global value is by default MacKay & Ghahramani's: the inverse of the mean of the
-inverses, ``(k - 1) / mean_i(sum_j log(T_k / T_j))``, which is the maximum-likelihood
-estimate when all points share one dimension and is not dragged up by a few very large local
-values. ``aggregate="mean"`` is Levina & Bickel's arithmetic mean. On a 5-sphere these
-conventions differ by 5-11% (RESEARCH.md), so the choice is always recorded.
-
-A point whose k neighbours are all exactly equally far (a lattice) has no finite local
-estimate: its local value is NaN, it counts in ``n_undefined_``, the arithmetic mean leaves
-it out, and the harmonic mean counts it with inverse 0 (its likelihood grows without bound).
-Duplicate points never cause this: they are removed first (see :mod:`tokendim_widgets.knn`).
+Local values per point (the heatmap) and a global value (harmonic aggregate by default);
+conventions: docs/estimators.md.
 """
 
 from __future__ import annotations

@@ -1,22 +1,7 @@
 """Linear baselines: how many principal directions the cloud uses.
 
-``method="participation_ratio"`` (default): ``(sum lambda)^2 / sum lambda^2`` over the
-eigenvalues of the covariance, a continuous count of the directions that carry variance
-(1 if all variance is on one axis, D if it is spread evenly). It equals ``tr(C)^2 / |C|_F^2``,
-so it needs no eigendecomposition.
-
-``method="threshold"``: the number of principal components needed to explain ``threshold``
-of the variance (0.9 by default), an integer.
-
-Both see only linear structure: a curved 2-D manifold (a swiss roll) needs 3 or more linear
-directions, so these are upper baselines for the nonlinear estimators. They need the
-coordinates (a kNN graph alone is not enough); duplicates are removed first like for every
-estimator. The interval is a delete-a-group jackknife, computed from per-group scatter matrices
-(or the Gram matrix when there are fewer points than features), so each replicate costs no new
-pass over the data: over the ``groups`` given to ``fit`` (``interval_method_`` "group
-jackknife"), otherwise over ``n_groups`` random groups of points ("jackknife (independent
-points)"). PCA has no per-point statistic of a kNN graph to resample cheaply, so it does not
-bootstrap; ``n_bootstrap`` is accepted for a uniform interface and unused.
+The participation ratio of the covariance's eigenvalues (default) or the number of components
+that explain a fraction of the variance; docs/estimators.md.
 """
 
 from __future__ import annotations

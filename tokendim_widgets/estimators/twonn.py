@@ -1,21 +1,7 @@
 """TwoNN (Facco et al. 2017): the intrinsic dimension from the ratio of two neighbour distances.
 
-For each distinct point, ``mu = r2 / r1`` (second over first neighbour distance). On a
-locally uniform d-dimensional cloud, ``mu`` follows a Pareto law with shape d:
-``P(mu <= x) = 1 - x^-d``, i.e. ``log mu`` is exponential with rate d.
-
-``method="linear"`` (the paper's estimator, as in DADApy ``compute_id_2NN`` and
-scikit-dimension ``TwoNN``): sort the N ratios, drop the largest ``discard_fraction`` (they
-come from the sparse tails), and fit ``-log(1 - i/N) = d log mu_(i)`` (i = 1.. kept, the
-empirical distribution with denominator N) by least squares through the origin. The error
-bar is a delete-a-group jackknife.
-
-``method="mle"``: maximum likelihood for the exponential rate of ``log mu``. Discarded
-ratios are treated as censored (Type-II censoring), which keeps the estimator unbiased:
-``d = (r - 1) / T`` with ``r`` ratios kept and ``T = sum of the kept log mu + (N - r) times the
-largest kept``. Since ``2 d T`` is chi-squared with ``2r`` degrees of freedom, the interval is
-exact under the model; its standard error is ``d / sqrt(r - 2)``. With ``discard_fraction=0``
-this is ``(N - 1) / sum(log mu)``, DADApy's ``algorithm="ml"``.
+``method="linear"`` is the paper's least-squares fit, ``method="mle"`` the censored maximum
+likelihood with an exact interval; conventions and formulas: docs/estimators.md.
 """
 
 from __future__ import annotations
