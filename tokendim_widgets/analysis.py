@@ -14,21 +14,20 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from . import extraction
 from .clouds import CloudSpec, unit_rows
 from .errors import SupportWarning, TokendimError
 from .estimators import ESTIMATORS, MLE, make_estimator
 from .graphs import NEAR_COPY_RATIO, NEAR_COPY_WARN, GraphCache, build_capped, near_copy_fraction
+from .hidden_states import HiddenStates
 from .knn import KNNGraph, deduplicate
 from .support import support_warning
 from .validation import check_int
-
-if TYPE_CHECKING:
-    from .hidden_states import HiddenStates
 
 #: Default estimator of the curve: TwoNN needs only two neighbours, so it is the least
 #: sensitive to the scale at which token clouds change character, and it has an analytic
@@ -869,7 +868,6 @@ def _as_curves(
     match_n: int | str | None,
     options: Mapping[str, Any],
 ) -> list[tuple[str | None, pd.DataFrame]]:
-    from .hidden_states import HiddenStates
 
     states = [(label, x) for label, x in items if isinstance(x, HiddenStates)]
     if match_n is not None and len(states) != len(items):
@@ -985,7 +983,6 @@ def gaussian_control(
     ID curve (with the same estimator and options) shows what covariance alone explains.
     Tokens, prompts and positions are those of the states, so the same clouds are built.
     """
-    from .hidden_states import HiddenStates
 
     rng = np.random.default_rng(seed)
     layers = []
@@ -1062,8 +1059,6 @@ def null_curves(
         if control == "gaussian":
             null = gaussian_control(hidden_states, seed=seed, **curve_options)
         elif control == "random_init":
-            from . import extraction
-
             ref = model if model is not None else hidden_states.model_id
             options = {
                 key: hidden_states.options[key]

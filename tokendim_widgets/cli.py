@@ -30,7 +30,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
+from . import sweep_cli
 from .errors import TokendimError
+from .extraction import extract
+from .models import resolve_model
+from .projection import umap_available
+from .prompts import as_prompt_set
 
 if TYPE_CHECKING:
     from .session import Session
@@ -175,7 +180,6 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--verbose", action="store_true", help="show library warnings and error tracebacks"
     )
-    from . import sweep_cli
 
     sweep_cli.add_parser(sub)
     return parser
@@ -189,8 +193,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             with _quiet_libraries(verbose=args.verbose):
                 return _report(args)
         if args.command == "sweep":
-            from . import sweep_cli
-
             return sweep_cli.run(args)
         return _run(args)
     except TokendimError as exc:
@@ -219,7 +221,6 @@ def _run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from .analysis import compare, format_metrics, id_curve
-    from .extraction import extract
     from .graphs import GraphCache
 
     estimators = args.estimators or ["twonn", "mle", "gride"]
@@ -413,21 +414,16 @@ class _Progress:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .models import resolve_model
-    from .prompts import as_prompt_set
 
     # Everything that can be checked without running the model is checked first.
     estimators = _estimator_names(args.estimators)
     resolve_model(args.model)
     prompts = as_prompt_set(args.prompts)
-    if args.umap:
-        from .projection import umap_available
-
-        if not umap_available():
-            raise TokendimError(
-                'UMAP projections need umap-learn: pip install "tokendim-widgets[umap]" '
-                "(or pip install umap-learn), or leave out --umap for PCA."
-            )
+    if args.umap and not umap_available():
+        raise TokendimError(
+            'UMAP projections need umap-learn: pip install "tokendim-widgets[umap]" '
+            "(or pip install umap-learn), or leave out --umap for PCA."
+        )
     fmt = _data_format(args.format)
     created = not args.out.exists()
     out = _writable_folder(args.out)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .sweeps import sweep
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``sweep`` subcommand on the ``tokendim`` parser."""
@@ -67,7 +69,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``sweep`` subcommand; returns the exit status."""
-    from .sweeps import sweep
 
     result = sweep(
         args.models,

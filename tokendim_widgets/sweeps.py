@@ -27,7 +27,12 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from .errors import TokendimError
+from .extraction import extract
+from .models import load_model, model_identity, resolve_model
 from .progress import Progress
+from .prompts import as_prompt_set
+from .quality import model_quality
+from .store import Store, make_key
 
 #: Cache namespace of per-model sweep results.
 NAMESPACE = "sweep"
@@ -147,7 +152,6 @@ def prompt_quality(
         The :data:`QUALITY_COLUMNS`; NaN with a ``quality_note`` for a model without a
         next-token head (an encoder) or prompts that predict nothing.
     """
-    from .quality import model_quality
 
     empty: dict[str, Any] = {c: math.nan for c in QUALITY_COLUMNS}
     model = loaded[0]
@@ -193,8 +197,6 @@ def prompt_quality(
 
 def _sweep_key(job: ModelJob) -> str | None:
     from .analysis import as_estimator, estimator_label, estimator_params
-    from .models import model_identity, resolve_model
-    from .store import make_key
 
     identity = model_identity(resolve_model(job.ref))
     if not identity.get("id"):
@@ -208,9 +210,7 @@ def _sweep_key(job: ModelJob) -> str | None:
 
 def _compute(job: ModelJob) -> tuple[pd.DataFrame, pd.DataFrame]:
     from .analysis import id_curve, summarize
-    from .extraction import extract
     from .graphs import GraphCache
-    from .models import load_model
 
     opts = job.options
     cache = job.cache_dir is not None
@@ -286,7 +286,6 @@ def run_model(job: ModelJob) -> dict[str, Any]:
         (``"computed"``, ``"cached"`` or ``"failed"``), ``error`` (message or None),
         ``seconds`` and ``worker`` (host:pid that ran it).
     """
-    from .store import Store
 
     started = time.perf_counter()
     result: dict[str, Any] = {
@@ -781,8 +780,6 @@ def sweep(
     >>> result = sweep(["smollm2-135m", "minilm-l6"], "mixed")  # doctest: +SKIP
     >>> result.metrics[["model", "working_dimension", "bits_per_byte"]]  # doctest: +SKIP
     """
-    from .prompts import as_prompt_set
-    from .store import Store
 
     if executor not in EXECUTORS:
         raise TokendimError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}.")

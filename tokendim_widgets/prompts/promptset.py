@@ -6,12 +6,10 @@ import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
 from ..errors import TokendimError
-
-if TYPE_CHECKING:
-    from .shuffle import Tokenizer
+from .shuffle import Tokenizer, shuffled_texts, shuffled_token_ids
 
 #: Prefix of the canonical encoding. Bump the version only together with the expected hash in
 #: the tests: every cached hidden-state store is keyed on this hash.
@@ -259,7 +257,6 @@ class PromptSet:
         --------
         >>> control = prompts.shuffled(tokenizer, seed=0)  # doctest: +SKIP
         """
-        from .shuffle import shuffled_texts
 
         return shuffled_texts(self, tokenizer, seed=seed, max_tries=max_tries)
 
@@ -274,7 +271,6 @@ class PromptSet:
         --------
         >>> ids = prompts.shuffled_token_ids(tokenizer, seed=0)  # doctest: +SKIP
         """
-        from .shuffle import shuffled_token_ids
 
         return shuffled_token_ids(self, tokenizer, seed=seed, add_special_tokens=add_special_tokens)
 
