@@ -18,8 +18,6 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 PACKAGE = "tokendim_widgets"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 
