@@ -53,6 +53,7 @@ _EXPORTS: dict[str, str] = {
     "MetricsView": "widgets",
     "ControlsView": "widgets",
     "SweepView": "widgets",
+    "LayerDetail": "widgets",
     "sweep": "sweeps",
     "SweepResult": "sweeps",
 }
@@ -66,6 +67,7 @@ __all__ = [
     "Explorer",
     "HiddenStates",
     "IDCurveView",
+    "LayerDetail",
     "MetricsView",
     "PCADimension",
     "ProjectionView",
@@ -125,6 +127,7 @@ if TYPE_CHECKING:
         ControlsView,
         Explorer,
         IDCurveView,
+        LayerDetail,
         MetricsView,
         ProjectionView,
         SweepView,

@@ -1,5 +1,6 @@
 """The notebook views: one anywidget class per view, and the composed Explorer."""
 
+from .layer_detail import LayerDetail
 from .sweep_view import SweepView
 from .views import (
     ControlsView,
@@ -15,6 +16,7 @@ __all__ = [
     "ControlsView",
     "Explorer",
     "IDCurveView",
+    "LayerDetail",
     "MetricsView",
     "ProjectionView",
     "SessionView",

@@ -211,7 +211,8 @@ class LayerDetail(anywidget.AnyWidget):
         states, layer = target
         s = self.session
         if self._graphs is None or self._graphs.hidden_states is not states:
-            self._graphs = GraphCache(states, device=self.device)
+            # The session's own graphs: the neighbour search of this layer is already done.
+            self._graphs = s.results.graphs_for(states)
         if not self._prompt_rows or self._rows_of is not states:
             self._rows_of = states
             prompts = states.tokens["prompt"].to_numpy()
