@@ -422,11 +422,11 @@ def test_knn_out_of_memory_retries_with_smaller_tiles(monkeypatch: pytest.Monkey
     real = knn_module._search_tiles
     tiles: list[Any] = []
 
-    def search(t: Any, k: int, dev: Any, chunk: Any, screen: str = "auto") -> Any:
+    def search(t: Any, k: int, dev: Any, chunk: Any) -> Any:
         tiles.append(chunk)
         if chunk is None or chunk > 1000:
             raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED (simulated)")
-        return real(t, k, torch.device("cpu"), chunk, screen)
+        return real(t, k, torch.device("cpu"), chunk)
 
     monkeypatch.setattr(knn_module, "_search_tiles", search)
     monkeypatch.setattr(knn_module, "resolve_device", lambda device: torch.device("cuda"))

@@ -30,11 +30,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
-from . import sweep_cli
+from . import projection, sweep_cli
 from .errors import TokendimError
 from .extraction import extract
 from .models import resolve_model
-from .projection import umap_available
 from .prompts import as_prompt_set
 
 if TYPE_CHECKING:
@@ -419,7 +418,7 @@ def _report(args: argparse.Namespace) -> int:
     estimators = _estimator_names(args.estimators)
     resolve_model(args.model)
     prompts = as_prompt_set(args.prompts)
-    if args.umap and not umap_available():
+    if args.umap and not projection.umap_available():
         raise TokendimError(
             'UMAP projections need umap-learn: pip install "tokendim-widgets[umap]" '
             "(or pip install umap-learn), or leave out --umap for PCA."

@@ -33,7 +33,14 @@ def interactive() -> bool:
     if threading.current_thread() is not threading.main_thread():
         return False
     stderr = sys.stderr
-    return stderr is not None and (stderr.isatty() or "ipykernel" in sys.modules)
+    return stderr is not None and (stderr.isatty() or _in_kernel())
+
+
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel (not merely with ipykernel imported, as under pytest)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "kernel", None) is not None
 
 
 def throttled(interval: float) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
