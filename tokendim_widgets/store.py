@@ -275,7 +275,7 @@ class EntryWriter:
         except OSError:  # pragma: no cover - no statistics: the writes will tell
             return
         if free < n_bytes:
-            self.abort()
+            self.discard()
             raise self._no_space(None, int(n_bytes), free)
 
     def create_array(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.memmap:
@@ -314,11 +314,11 @@ class EntryWriter:
 
     @contextlib.contextmanager
     def _guard(self, n_bytes: int | None = None) -> Iterator[None]:
-        """Turn a failed write into a TokendimError and remove the partial entry."""
+        """Turn a failed write into a TokendimError and remove the partial entry (discard)."""
         try:
             yield
         except OSError as exc:
-            self.abort()
+            self.discard()
             if exc.errno in _NO_SPACE:
                 raise self._no_space(exc, n_bytes, None) from exc
             raise TokendimError(
@@ -601,31 +601,6 @@ class ResumableWriter(EntryWriter):
         self._open.clear()
         self._done = True
         shutil.rmtree(self.path, ignore_errors=True)
-
-    @contextlib.contextmanager
-    def _guard(self, n_bytes: int | None = None) -> Iterator[None]:
-        """As :meth:`EntryWriter._guard`; a failed write discards the partial folder."""
-        try:
-            yield
-        except OSError as exc:
-            self.discard()
-            if exc.errno in _NO_SPACE:
-                raise self._no_space(exc, n_bytes, None) from exc
-            raise TokendimError(
-                f"Cannot write to the cache folder {self.store.root}: {exc.strerror or exc}. "
-                f"Set {ENV_VAR} or pass cache_dir= to use another folder, or cache=False."
-            ) from exc
-
-    def reserve(self, n_bytes: int) -> None:
-        """As :meth:`EntryWriter.reserve`; a full disk discards the partial folder."""
-        self.expected_bytes = max(self.expected_bytes, int(n_bytes))
-        try:
-            free = shutil.disk_usage(self.path).free
-        except OSError:  # pragma: no cover
-            return
-        if free < n_bytes:
-            self.discard()
-            raise self._no_space(None, int(n_bytes), free)
 
 
 class _Busy(Exception):
