@@ -195,7 +195,7 @@ def test_format_metrics_shows_intervals_and_verdicts(rise_and_fall):
 @pytest.mark.parametrize("estimator", ["twonn", "mle", "gride", "correlation"])
 def test_staged_graphs_give_the_curves_of_one_deep_graph(rise_and_fall, estimator):
     deep = GraphCache(rise_and_fall)
-    staged = GraphCache(rise_and_fall, staged=True)
+    staged = GraphCache(rise_and_fall, staged=True, stage_min_rows=0)
     a = id_curve(rise_and_fall, estimator, layers=[1, 2], graphs=deep)
     b = id_curve(rise_and_fall, estimator, layers=[1, 2], graphs=staged)
     pd.testing.assert_frame_equal(a, b)
@@ -207,6 +207,24 @@ def test_staged_graphs_give_the_curves_of_one_deep_graph(rise_and_fall, estimato
     id_curve(rise_and_fall, "mle", layers=[1, 2], graphs=staged)
     id_curve(rise_and_fall, ("mle", {"k": 40}), layers=[1, 2], graphs=staged)
     assert staged.searches - searches <= 2
+
+
+def test_a_small_cloud_is_searched_deep_at_once_even_when_staged(rise_and_fall):
+    n_rows = len(GraphCache(rise_and_fall).rows(1, CloudSpec()))
+    staged = GraphCache(rise_and_fall, staged=True, stage_min_rows=n_rows + 1)
+    staged.first_k = 2
+    twonn = id_curve(rise_and_fall, "twonn", layers=[1, 2], graphs=staged)
+    assert all(staged.cached(layer, CloudSpec()).k == staged.capacity for layer in (1, 2))
+    searches = staged.searches
+    gride = id_curve(rise_and_fall, "gride", layers=[1, 2], graphs=staged)
+    assert staged.searches == searches  # nothing left to deepen
+    deep = GraphCache(rise_and_fall)
+    pd.testing.assert_frame_equal(
+        twonn, id_curve(rise_and_fall, "twonn", layers=[1, 2], graphs=deep)
+    )
+    pd.testing.assert_frame_equal(
+        gride, id_curve(rise_and_fall, "gride", layers=[1, 2], graphs=deep)
+    )
 
 
 def test_layers_on_too_few_points_are_flagged_in_curves_and_metrics():

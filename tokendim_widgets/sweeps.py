@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 from .errors import TokendimError
 from .extraction import extract
@@ -390,8 +389,9 @@ def spearman(
     out["rho"] = float(np.corrcoef(_rank(a), _rank(b))[0, 1])
     rng = np.random.default_rng(seed)
     pick = rng.integers(0, a.size, size=(int(n_boot), a.size))
-    ra = rankdata(_jitter(a, spread_a, pick, rng), axis=1)
-    rb = rankdata(_jitter(b, spread_b, pick, rng), axis=1)
+    # Average ranks of ties, per replicate (pandas' rank: scipy.stats costs ~0.5 s to import).
+    ra = pd.DataFrame(_jitter(a, spread_a, pick, rng)).rank(axis=1).to_numpy(copy=True)
+    rb = pd.DataFrame(_jitter(b, spread_b, pick, rng)).rank(axis=1).to_numpy(copy=True)
     ra -= ra.mean(axis=1, keepdims=True)
     rb -= rb.mean(axis=1, keepdims=True)
     norm = np.sqrt((ra * ra).sum(axis=1) * (rb * rb).sum(axis=1))
