@@ -42,6 +42,7 @@ from .models import (
 from .progress import ProgressCallback, TokenProgress
 from .prompts import as_prompt_set
 from .store import Store, make_key
+from .validation import check_choice, check_int, check_optional_int
 
 if TYPE_CHECKING:
     import torch
@@ -71,16 +72,6 @@ def as_cancel(cancel: CancelLike) -> Callable[[], bool]:
     raise TokendimError(
         f"cancel must be a threading.Event or a zero-argument callable, not {cancel!r}."
     )
-
-
-def _positive_int(value: Any, name: str, *, allow_none: bool = True) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise TokendimError(
-            f"{name} must be a positive int{' or None' if allow_none else ''}, got {value!r}."
-        )
-    return int(value)
 
 
 def base_model(model: Any) -> Any:
@@ -795,16 +786,11 @@ def extract(
     (31, 576)
     """
     prompt_set: PromptSet = as_prompt_set(prompts)
-    max_length = _positive_int(max_length, "max_length")
-    max_tokens = _positive_int(max_tokens, "max_tokens")
-    batch_tokens = _positive_int(batch_tokens, "batch_tokens")
-    if final_norm not in FINAL_NORM_OPTIONS:
-        raise TokendimError(
-            f"final_norm must be one of {', '.join(map(repr, FINAL_NORM_OPTIONS))}, "
-            f"got {final_norm!r}."
-        )
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise TokendimError(f"seed must be an int, got {seed!r}.")
+    max_length = check_optional_int(max_length, "max_length")
+    max_tokens = check_optional_int(max_tokens, "max_tokens")
+    batch_tokens = check_optional_int(batch_tokens, "batch_tokens")
+    check_choice(final_norm, "final_norm", FINAL_NORM_OPTIONS)
+    check_int(seed, "seed")
     should_stop = as_cancel(cancel)
     ids_hash = None
     if input_ids is not None:
@@ -1340,8 +1326,7 @@ def random_init_model(
         ``"<name> (random init, seed <seed>)"``) is recorded for :func:`extract`.
     """
 
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise TokendimError(f"seed must be an int, got {seed!r}.")
+    check_int(seed, "seed")
     if isinstance(model, str | os.PathLike):
         config, tokenizer, _, task = load_config(model)
         fresh = init_from_config(config, seed=int(seed), task=task)
@@ -1400,8 +1385,7 @@ def random_init_states(
     >>> null.model_id  # doctest: +SKIP
     'smollm2-135m (random init, seed 0)'
     """
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise TokendimError(f"seed must be an int, got {seed!r}.")
+    check_int(seed, "seed")
     allowed = set(inspect.signature(extract).parameters) - {"model", "prompts", "seed"}
     unknown = sorted(set(extract_options) - allowed - {"sample_seed"})
     if unknown:

@@ -8,6 +8,7 @@ traits of its groups in :mod:`tokendim_widgets.wire` (the protocol: docs/wire-pr
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import uuid
 from concurrent.futures import Future
@@ -22,6 +23,7 @@ from .. import export, wire
 from ..errors import TokendimError
 from ..prompts import parse_prompts
 from ..session import Session
+from ..validation import check_float
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -380,8 +382,7 @@ class SessionView(anywidget.AnyWidget):
                 f"Unknown chart {view!r}: choose 'curve', 'scatter' or 'heatmap' "
                 "('' for the only chart of a standalone view)."
             )
-        if not timeout > 0:
-            raise TokendimError(f"timeout must be a positive number of seconds, got {timeout!r}.")
+        check_float(timeout, "timeout (seconds)", 0.0, math.inf, low_open=True, high_open=True)
         target = Path(path if path is not None else f"{view or self._view}.{fmt}").expanduser()
         if not hasattr(self, "_image_requests"):
             # One handler for every request (added once), so replies never change the list of
