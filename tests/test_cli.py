@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from io import StringIO
@@ -116,8 +117,38 @@ def test_report_writes_html_data_and_summary(report):
     assert "metrics:" in summary and "working_dimension" in summary
     # The summary is printed too, after the progress lines and before the list of files.
     assert summary in report["stdout"]
-    assert "... writing" in report["stdout"]
     assert f"wrote {out}" in report["stdout"] and "report.html" in report["stdout"]
+
+
+def test_report_progress_without_a_terminal_is_one_line_per_stage(report):
+    lines = [line for line in report["stdout"].splitlines() if line.startswith("... ")]
+    # The session's stages (each once, its end state not), then the command's own.
+    assert lines[-2:] == ["... pca projections", "... writing"]
+    assert "... extracting" in lines and len(set(lines)) == len(lines)
+    assert "... done" not in lines
+    assert "extracting" not in report["stderr"]  # no bar: stderr is kept for errors
+
+
+class _Terminal(StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_report_progress_on_a_terminal_is_one_bar(tiny_dir, tmp_path, monkeypatch, capsys):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    prompts = _prompt_file(tmp_path)
+    args = ["report", "--model", tiny_dir("llama"), "--prompts", str(prompts), "--k", "8"]
+    code = cli.main([*args, "--out", str(tmp_path / "out"), "--format", "csv"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "... " not in out and "tokendim report" in out  # no stage lines; the summary
+    frames = terminal.getvalue().split("\r")
+    shown = [frame.split("  ")[0].strip() for frame in frames if frame.strip()]
+    assert "extracting" in shown and "pca projections" in shown and "writing" in shown
+    # The layers the session had not projected, counted up to the last one at 100%.
+    assert any(re.match(r"projections, layer (\d+)/\1 .*100%$", frame) for frame in frames)
+    assert frames[-1] == ""  # the bar is cleared at the end (written over, then \r)
 
 
 def test_curve_command_still_works(tiny_dir, tmp_path, capsys):
