@@ -62,7 +62,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``tokendim`` command (also for documentation tools)."""
     parser = _Parser(
         prog="tokendim",
         description="Layer-wise intrinsic dimension of language-model token clouds.",
@@ -187,7 +188,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tokendim`` command; returns the exit status."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         if args.command == "report":
             with _quiet_libraries(verbose=args.verbose):

@@ -142,7 +142,6 @@ class SessionView(anywidget.AnyWidget):
         super().__init__(**kwargs)
         self.session = session
         self._syncing = threading.local()
-        self._exports: dict[str, Any] = {}
         self._observers: list[tuple[Any, list[str]]] = []
         self.groups = tuple(
             group
@@ -261,8 +260,6 @@ class SessionView(anywidget.AnyWidget):
                     str(content.get("name", "prompts.txt")), str(content.get("text", ""))
                 )
                 self.session.run()
-            elif kind == "export_result":
-                self._exports[str(content.get("request_id"))] = content
         except TokendimError as exc:
             self.error = str(exc)
 
@@ -402,7 +399,6 @@ class SessionView(anywidget.AnyWidget):
         if not isinstance(content, dict) or content.get("type") != "export_result":
             return
         request_id = str(content.get("request_id"))
-        self._exports.pop(request_id, None)
         # The first reply wins (a widget displayed twice answers twice); pop is atomic.
         entry = self._image_requests.pop(request_id, None)
         if entry is None:
