@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from processes import in_new_process
 from tiny_gguf import write_tiny_gguf
 
 from tokendim_widgets import extract, models
@@ -123,19 +124,27 @@ def test_loads_print_nothing_and_report_through_the_callback(gguf_file, cache_di
     assert ticks[0] == (0, ticks[0][1]) and ticks[-1] == (ticks[0][1], ticks[0][1])
 
 
+HASH_WITHOUT_HASHING = """
+import sys
+from tokendim_widgets import models
+models.file_sha256 = lambda path: sys.exit(f"re-hashed {path}")
+print(models.hash_file(sys.argv[1]))
+"""
+
+
 def test_the_file_hash_is_remembered_by_file_identity(gguf_file, cache_dir, monkeypatch):
     calls: list[object] = []
     real = models.file_sha256
     monkeypatch.setattr(models, "file_sha256", lambda p: calls.append(p) or real(p))
     first = models.hash_file(gguf_file)
-    models._hash_memo.clear()  # a new process: the memo in the cache folder answers
     assert models.hash_file(gguf_file) == first and len(calls) == 1
+    # A new process (nothing in memory): the memo in the cache folder answers.
+    assert in_new_process(HASH_WITHOUT_HASHING, gguf_file).strip() == first
     replacement = gguf_file.with_name("copy.gguf")
     replacement.write_bytes(gguf_file.read_bytes())
     stat = gguf_file.stat()
     replacement.replace(gguf_file)  # same bytes, size and (restored) time, new inode
     os.utime(gguf_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    models._hash_memo.clear()
     assert models.hash_file(gguf_file) == first and len(calls) == 2  # hashed again
 
 

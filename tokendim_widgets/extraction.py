@@ -831,7 +831,7 @@ def extract(
     if store is not None and key is not None:
         entry = store.get(NAMESPACE, key)
         if entry is not None:
-            states = HiddenStates._from_entry(entry)
+            states = HiddenStates.from_entry(entry)
             # The key holds the prompts' content, not their name: report this run's name.
             states.prompt_set = {**states.prompt_set, "name": prompt_set.name}
             if callable(progress):
@@ -1050,7 +1050,7 @@ def _run(
         if writer is not None:
             writer.discard()  # a failed run is not resumed
         raise
-    return HiddenStates._from_entry(entry)
+    return HiddenStates.from_entry(entry)
 
 
 #: Seconds between two checkpoints of an extraction (see :class:`_Checkpoints`).
@@ -1426,7 +1426,7 @@ def random_init_states(
         target = entry.meta.get("hidden_states") if entry is not None else None
         found = store.get(NAMESPACE, str(target)) if target else None
         if found is not None:
-            states = HiddenStates._from_entry(found)
+            states = HiddenStates.from_entry(found)
             progress = options.get("progress", True)
             if callable(progress):
                 progress(states.n_tokens, states.n_tokens, 0.0)

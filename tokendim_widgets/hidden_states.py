@@ -442,7 +442,7 @@ class HiddenStates:
         }
 
     @classmethod
-    def _from_entry(cls, entry: Entry) -> HiddenStates:
+    def from_entry(cls, entry: Entry) -> HiddenStates:
         """Open a store entry written by :func:`write_entry` (layers memory-mapped)."""
         meta = entry.meta
         n = len(meta["layer_ids"])
