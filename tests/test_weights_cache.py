@@ -31,15 +31,18 @@ def _outputs(pair) -> torch.Tensor:
 
 
 def _conversions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records every GGUF conversion (a call of the converter)."""
+    """Records every read of a GGUF model's weights (transformers de-quantises it then)."""
+    import transformers
+
     calls: list[str] = []
-    real = models._convert_gguf
+    real = transformers.AutoModelForCausalLM.from_pretrained
 
-    def spy(spec, *args, **kwargs):
-        calls.append(spec.gguf_file)
-        return real(spec, *args, **kwargs)
+    def spy(*args, **kwargs):
+        if kwargs.get("gguf_file"):
+            calls.append(kwargs["gguf_file"])
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(models, "_convert_gguf", spy)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
     return calls
 
 
@@ -112,7 +115,8 @@ def test_an_unloadable_entry_is_made_again(gguf_file, cache_dir, monkeypatch):
 def test_without_the_cache_nothing_is_written(gguf_file, cache_dir, monkeypatch):
     calls = _conversions(monkeypatch)
     load_model(gguf_file, device="cpu", cache=False)
-    assert calls == [] and Store(cache_dir).keys(WEIGHTS_NAMESPACE) == []
+    assert calls == ["tiny.gguf"]  # read once, straight into the model
+    assert not (cache_dir / WEIGHTS_NAMESPACE).exists()  # no entry, not even a started one
 
 
 def test_loads_print_nothing_and_report_through_the_callback(gguf_file, cache_dir, capfd):
@@ -151,14 +155,17 @@ def test_the_file_hash_is_remembered_by_file_identity(gguf_file, cache_dir, monk
 def test_load_config_reads_the_cached_entry_instead_of_the_gguf(gguf_file, cache_dir, monkeypatch):
     parsed = models.load_config(gguf_file)  # nothing cached yet: the GGUF metadata
     load_model(gguf_file, device="cpu")
+    import transformers
+
     calls: list[dict] = []
-    real = models._from_pretrained
+    for loader in (transformers.AutoConfig, transformers.AutoTokenizer):
+        real = loader.from_pretrained
 
-    def spy(loader, spec, **kwargs):
-        calls.append(kwargs)
-        return real(loader, spec, **kwargs)
+        def spy(*args, real=real, **kwargs):
+            calls.append(kwargs)
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(models, "_from_pretrained", spy)
+        monkeypatch.setattr(loader, "from_pretrained", spy)
     config, tokenizer, spec, task = models.load_config(gguf_file)
     assert calls and all("gguf_file" not in kwargs for kwargs in calls)
     assert (spec.gguf_file, task) == ("tiny.gguf", "causal")

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from . import models
-from ._device import cuda_memory, free_memory, is_out_of_memory, resolve_device, resolve_dtype
+from .devices import cuda_memory, free_memory, is_out_of_memory, resolve_device, resolve_dtype
 from .errors import Cancelled, TokendimError
 from .hidden_states import HiddenStates, layer_file
 from .models import (
@@ -315,7 +315,7 @@ def default_batch_tokens(
     """Padded tokens per batch: 512 on CPU; on CUDA, what free memory allows (<= 16384).
 
     Free memory is read after garbage collection and emptying the allocator's cache
-    (:func:`~tokendim_widgets._device.cuda_memory`); ``longest`` (the longest sequence)
+    (:func:`~tokendim_widgets.devices.cuda_memory`); ``longest`` (the longest sequence)
     sizes the attention scores of eager attention (:func:`bytes_per_token`).
     """
     if device.type != "cuda":
@@ -447,7 +447,7 @@ def placed_dtype(model: Any, device: Any, dtype: Any) -> tuple[torch.device, tor
     """Device and dtype a given (already loaded) model will run in, without moving it.
 
     ``"auto"`` keeps the model where and as it is; anything else is resolved by the shared
-    policy (:mod:`tokendim_widgets._device`).
+    policy (:mod:`tokendim_widgets.devices`).
     """
     param = _first_param(model)
     if device is None or (isinstance(device, str) and device == "auto"):

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ._device import as_host_array
+from .devices import as_host_array
 from .errors import TokendimError
 from .validation import check_int
 

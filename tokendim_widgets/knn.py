@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._device import (
+from .devices import (
     free_memory,
     full_float32,
     is_out_of_memory,
@@ -192,7 +192,7 @@ def float32_error(dim: int) -> float:
     verification and the correlation dimension's exact counting share it. Where torch may
     round float32 products to TF32 or bfloat16 (``set_float32_matmul_precision``), the bound
     widens by four units of that rounding (inputs and norms, both sides); the kNN search
-    itself runs in full float32 (:func:`~tokendim_widgets._device.full_float32`).
+    itself runs in full float32 (:func:`~tokendim_widgets.devices.full_float32`).
     """
     eps = float(torch.finfo(torch.float32).eps)
     return 8.0 * (2.0 + math.sqrt(dim)) * eps + 4.0 * product_unit_roundoff()

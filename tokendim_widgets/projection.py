@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from ._device import as_host_array
+from .devices import as_host_array
 from .errors import TokendimError
 from .validation import check_choice, check_float, check_int, check_int_or_auto, check_optional_int
 

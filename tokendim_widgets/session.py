@@ -20,9 +20,9 @@ import pandas as pd
 import traitlets as t
 
 from . import projection as proj
-from ._device import free_memory
 from .analysis import NULL_CONTROLS, compare, estimator_label, summarize
 from .clouds import CLOUDS, METRICS, CloudSpec
+from .devices import free_memory
 from .errors import Cancelled, TokendimError
 from .estimators import ESTIMATORS, make_estimator
 from .extraction import extract

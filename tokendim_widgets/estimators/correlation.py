@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from .._device import full_float32, resolve_device
+from ..devices import full_float32, resolve_device
 from ..errors import TokendimError
 from ..knn import KNNGraph, TooFewPoints, as_points, column_mean, float32_error, search
 from ..knn import knn as knn_search
