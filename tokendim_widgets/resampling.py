@@ -30,6 +30,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .errors import TokendimError
+from .validation import check_choice
 
 __all__ = [
     "as_group_labels",
@@ -243,6 +244,7 @@ def bootstrap_interval(
         The lower end is clipped at 0 (a dimension is never negative), and the interval is
         widened to hold the estimate where a skewed set of replicates leaves it outside.
     """
+    check_choice(kind, "kind", ("percentile", "basic", "normal"))
     r = np.asarray(replicates, dtype=np.float64)
     r = r[np.isfinite(r)]
     if r.size < 2:
@@ -256,10 +258,8 @@ def bootstrap_interval(
         q_lo, q_hi = np.quantile(r, [alpha / 2, 1.0 - alpha / 2])
         if kind == "basic":
             low, high = 2.0 * estimate - q_hi, 2.0 * estimate - q_lo
-        elif kind == "percentile":
+        else:  # percentile
             low, high = float(q_lo), float(q_hi)
-        else:
-            raise TokendimError(f"kind must be 'percentile', 'basic' or 'normal', got {kind!r}.")
     low, high = max(0.0, float(low)), float(high)
     if math.isfinite(estimate):
         low, high = min(low, estimate), max(high, estimate)
