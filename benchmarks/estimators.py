@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     if "ours" in libraries and args.device != "auto":
         # Fail before minutes of reference runs, not in every worker.
         sys.path.insert(0, str(HERE.parent))
-        from tokendim_widgets._device import resolve_device
+        from tokendim_widgets.devices import resolve_device
         from tokendim_widgets.errors import TokendimError
 
         try:

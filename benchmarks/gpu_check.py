@@ -50,7 +50,7 @@ def gib(n: float) -> str:
 def memory(label: str) -> dict[str, int]:
     import torch
 
-    from tokendim_widgets._device import free_memory
+    from tokendim_widgets.devices import free_memory
 
     free_memory()
     if DEV != "cuda":
@@ -531,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
             except Exception:
                 traceback.print_exc()
                 row(name, "error", traceback.format_exc().strip().splitlines()[-1][:90], "", False)
-            from tokendim_widgets._device import free_memory
+            from tokendim_widgets.devices import free_memory
 
             free_memory()
     print(f"\n# GPU check summary ({time.monotonic() - started:.0f} s)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from io import StringIO
@@ -42,38 +43,52 @@ def _one_error_line(err: str) -> str:
     return lines[0]
 
 
+def _without_pyarrow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make pyarrow look uninstalled (the command looks for it with find_spec)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real(name, *a)
+    )
+
+
 @pytest.fixture(scope="module")
 def report(tiny_dir, tmp_path_factory):
-    """One successful report on the tiny Llama (shared by the tests that read its files)."""
+    """One successful report on the tiny Llama (shared by the tests that read its files).
+
+    No --format and no pyarrow: the data files fall back to CSV.
+    """
     root = tmp_path_factory.mktemp("report")
     prompts = _prompt_file(root)
     out = root / "out"
+    tiny_dir("llama")  # saved before stderr is captured
     # A module-scoped fixture cannot use capsys: redirect by hand.
     stdout, stderr = StringIO(), StringIO()
     old = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = stdout, stderr
     try:
-        code = cli.main(
-            [
-                "report",
-                "--model",
-                tiny_dir("llama"),
-                "--prompts",
-                str(prompts),
-                "--estimator",
-                "twonn",
-                "--estimator",
-                "mle,twonn",
-                "--k",
-                "8",
-                "--out",
-                str(out),
-                "--format",
-                "csv",
-                "--title",
-                "Tiny report",
-            ]
-        )
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            _without_pyarrow(monkeypatch)
+            code = cli.main(
+                [
+                    "report",
+                    "--model",
+                    tiny_dir("llama"),
+                    "--prompts",
+                    str(prompts),
+                    "--estimator",
+                    "twonn",
+                    "--estimator",
+                    "mle,twonn",
+                    "--k",
+                    "8",
+                    "--out",
+                    str(out),
+                    "--title",
+                    "Tiny report",
+                ]
+            )
     finally:
         sys.stdout, sys.stderr = old
     return {"code": code, "out": out, "stdout": stdout.getvalue(), "stderr": stderr.getvalue()}
@@ -116,8 +131,38 @@ def test_report_writes_html_data_and_summary(report):
     assert "metrics:" in summary and "working_dimension" in summary
     # The summary is printed too, after the progress lines and before the list of files.
     assert summary in report["stdout"]
-    assert "... writing" in report["stdout"]
     assert f"wrote {out}" in report["stdout"] and "report.html" in report["stdout"]
+
+
+def test_report_progress_without_a_terminal_is_one_line_per_stage(report):
+    lines = [line for line in report["stdout"].splitlines() if line.startswith("... ")]
+    # The session's stages (each once, its end state not), then the command's own.
+    assert lines[-2:] == ["... pca projections", "... writing"]
+    assert "... extracting" in lines and len(set(lines)) == len(lines)
+    assert "... done" not in lines
+    assert report["stderr"] == ""  # no bar: stderr is kept for errors
+
+
+class _Terminal(StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_report_progress_on_a_terminal_is_one_bar(tiny_dir, tmp_path, monkeypatch, capsys):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    prompts = _prompt_file(tmp_path)
+    args = ["report", "--model", tiny_dir("llama"), "--prompts", str(prompts), "--k", "8"]
+    code = cli.main([*args, "--out", str(tmp_path / "out"), "--format", "csv"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "... " not in out and "tokendim report" in out  # no stage lines; the summary
+    frames = terminal.getvalue().split("\r")
+    shown = [frame.split("  ")[0].strip() for frame in frames if frame.strip()]
+    assert "extracting" in shown and "pca projections" in shown and "writing" in shown
+    # The layers the session had not projected, counted up to the last one at 100%.
+    assert any(re.match(r"projections, layer (\d+)/\1 .*100%$", frame) for frame in frames)
+    assert frames[-1] == ""  # the bar is cleared at the end (written over, then \r)
 
 
 def test_curve_command_still_works(tiny_dir, tmp_path, capsys):
@@ -231,15 +276,10 @@ def test_umap_without_umap_learn(monkeypatch, capsys):
 
 
 def test_parquet_without_pyarrow(monkeypatch, tmp_path, capsys):
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real(name, *a)
-    )
+    _without_pyarrow(monkeypatch)
     line = _bad(["--format", "parquet", "--out", str(tmp_path / "o")], capsys)
     assert "pyarrow" in line and "--format csv" in line
-    assert cli._data_format(None) == "csv"  # the default falls back to CSV
+    # Without --format the report falls back to CSV: see the `report` fixture.
 
 
 @pytest.mark.parametrize(
@@ -288,7 +328,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 
 def test_help_documents_every_command_and_option(capsys):
-    parser = cli._parser()
+    parser = cli.build_parser()
     with pytest.raises(SystemExit) as info:
         cli.main(["--help"])
     assert info.value.code == 0

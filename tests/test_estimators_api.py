@@ -20,9 +20,9 @@ from tokendim_widgets.estimators import (
     TwoNN,
     make_estimator,
 )
-from tokendim_widgets.estimators._base import chi2_quantile
 from tokendim_widgets.estimators.gride import gride_fit
 from tokendim_widgets.knn import build_graph, knn
+from tokendim_widgets.resampling import chi2_quantile
 
 
 def cloud(n=600, d=3, D=12, seed=0):

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from frontend import send_from_browser
 from planted import planted_layers
 
 from tokendim_widgets import HiddenStates, Session, TokendimError
@@ -228,16 +229,24 @@ def test_missing_layer_projections_are_computed_aligned_and_cached(tmp_path):
 
 
 def test_projection_kind_follows_the_session_and_umap_availability(monkeypatch):
-    from tokendim_widgets import export
-
-    s = Session.from_hidden_states(_states(), projection_method="umap")
+    states = _states()
+    s = Session.from_hidden_states(states, projection_method="umap")
     try:
+        # Only a PCA layout of layer 1 is cached: the cached layouts of the export's default
+        # kind show which kind that is (a UMAP export finds none).
+        s.set_trait("hidden_states", states)
+        s.results.projection(states, 1, "pca", drop_first=True)
+
+        def default_kind() -> str | None:
+            found = layer_projections(s, compute_missing=False)[1]
+            return None if found is None else found[0]
+
         monkeypatch.setattr(proj, "umap_available", lambda: False)
-        assert export._projection_kind(s) == "pca"
+        assert default_kind() == "pca"
         monkeypatch.setattr(proj, "umap_available", lambda: True)
-        assert export._projection_kind(s) == "umap"
+        assert default_kind() is None  # UMAP, none cached
         s.projection_method = "pca"
-        assert export._projection_kind(s) == "pca"
+        assert default_kind() == "pca"
     finally:
         s.close()
 
@@ -453,7 +462,7 @@ def _reply(view: Any, request: dict[str, Any], **fields: Any) -> None:
         "format": request["format"],
         **fields,
     }
-    view._handle_custom_msg(content, [])
+    send_from_browser(view, content)
 
 
 def test_export_image_writes_the_reply(session, tmp_path):
@@ -475,7 +484,6 @@ def test_export_image_writes_the_reply(session, tmp_path):
         # A second reply (the widget displayed twice) changes nothing.
         _reply(view, sent[0], data="<svg/>")
         assert (tmp_path / "curve.svg").read_text().endswith("<text>x</text></svg>")
-        assert view._exports == {}
     finally:
         view.close()
 
@@ -512,7 +520,7 @@ def test_export_image_checks_its_arguments(session, tmp_path):
             view.export_image("curve", "jpeg", tmp_path / "c.jpg")
         with pytest.raises(TokendimError, match="Unknown chart"):
             view.export_image("metrics", "png", tmp_path / "m.png")
-        with pytest.raises(TokendimError, match="positive"):
+        with pytest.raises(TokendimError, match=r"timeout \(seconds\) must be a finite number > 0"):
             view.export_image("curve", "png", tmp_path / "c.png", timeout=0)
         assert sent == []
     finally:

@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import sys
+import weakref
 from collections import deque
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from tokendim_widgets import _device
+from tokendim_widgets import devices
 from tokendim_widgets import extraction as extraction_module
 from tokendim_widgets import knn as knn_module
 from tokendim_widgets import models as models_module
@@ -93,11 +94,14 @@ def test_copy_event_is_recorded_on_the_input_devices_stream(fake_cuda_events) ->
 # ---- item 5: page-locked buffer turns -------------------------------------------------------
 def test_a_failed_allocation_keeps_the_turn(monkeypatch: pytest.MonkeyPatch) -> None:
     failures = deque([False, False, True, False])
+    allocated: list[weakref.ref[torch.Tensor]] = []
 
     def allocate(numel: int, dtype: torch.dtype) -> torch.Tensor:
         if failures.popleft():
             raise RuntimeError("CUDA error: out of memory (simulated cudaHostAlloc)")
-        return torch.empty(numel, dtype=dtype)
+        buffer = torch.empty(numel, dtype=dtype)
+        allocated.append(weakref.ref(buffer))
+        return buffer
 
     monkeypatch.setattr(extraction_module, "pinned_empty", allocate)
     buffers = HostBuffers()
@@ -121,8 +125,10 @@ def test_a_failed_allocation_keeps_the_turn(monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setattr(
             torch.accelerator, "empty_host_cache", lambda: emptied.append(True), raising=False
         )
+    del first, second, retry  # the batches are done with their views
+    assert any(ref() is not None for ref in allocated)  # the buffers are kept for reuse...
     buffers.release()
-    assert buffers._buffers == [None, None]
+    assert all(ref() is None for ref in allocated)  # ...until released
     assert emptied == ([True] if hasattr(torch, "accelerator") else [])
 
 
@@ -282,7 +288,7 @@ def test_memory_is_read_after_collecting_cycles_and_emptying_the_cache(fake_gpu)
         _Held(fake_gpu, 60 * 2**30)  # an old model in a cycle: garbage, not yet collected
         fake_gpu["cache"] = 10 * 2**30  # blocks the allocator kept from an earlier run
         assert torch.cuda.mem_get_info()[0] == 10 * 2**30  # what a stale reading sees
-        free, total = _device.cuda_memory(0)
+        free, total = devices.cuda_memory(0)
     finally:
         gc.enable()
     assert free == total == 80 * 2**30 and fake_gpu["emptied"] == 1
@@ -292,16 +298,15 @@ def test_placement_reads_fresh_memory(tiny_dir, fake_gpu, monkeypatch: pytest.Mo
     # A 20 GiB model on an 80 GiB GPU whose memory is held by garbage (an old model in a
     # reference cycle) and the allocator's cache: a stale reading (10 GiB free) would spread
     # it over the CPU with device_map="auto".
+    import transformers
+
     captured: dict[str, Any] = {}
-    real = models_module._from_pretrained
 
-    def from_pretrained(loader: Any, spec: Any, **kwargs: Any) -> Any:
-        if loader.__name__.startswith("AutoModel"):
-            captured.update(kwargs)
-            return torch.nn.Linear(2, 2)  # stands for the model; .to("cuda") is not called
-        return real(loader, spec, **kwargs)
+    def from_pretrained(*args: Any, **kwargs: Any) -> Any:
+        captured.update(kwargs)
+        return torch.nn.Linear(2, 2)  # stands for the model; .to("cuda") is not called
 
-    monkeypatch.setattr(models_module, "_from_pretrained", from_pretrained)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", from_pretrained)
     monkeypatch.setattr(models_module, "estimated_bytes", lambda config, dtype: 20 * 2**30)
     monkeypatch.setattr(torch.nn.Linear, "to", lambda self, *a, **k: self)
     gc.disable()
@@ -311,7 +316,7 @@ def test_placement_reads_fresh_memory(tiny_dir, fake_gpu, monkeypatch: pytest.Mo
         models_module.load_model(tiny_dir("llama"), device="cuda", dtype="float32")
     finally:
         gc.enable()
-    assert "device_map" not in captured
+    assert captured and "device_map" not in captured
 
 
 def test_batch_budget_from_fresh_memory_and_attention(tiny, fake_gpu) -> None:
@@ -384,24 +389,25 @@ def test_tf32_products_exceed_the_float32_bound_and_the_guard_restores_it(
     norms = sq.sqrt()
     scale = (norms[:, None] + norms[None, :]) ** 2
     error = float(((approx - exact).abs() / scale).max())
-    with _device.full_float32():
+    with devices.full_float32():
         strict = float32_error(dim)
     assert error > 10 * strict  # TF32 products break the float32 certificate...
     assert float32_error(dim) > error  # ...and the bound widens while TF32 is allowed
     assert torch.backends.cuda.matmul.fp32_precision == "tf32"
 
-    seen: list[str] = []
-    original = knn_module._select_symmetric
+    seen: set[tuple[str, str]] = set()
+    original = torch.addmm
 
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        seen.append(torch.backends.cuda.matmul.fp32_precision)
-        seen.append(torch.backends.mkldnn.matmul.fp32_precision)
+    def spy(*args: Any, **kwargs: Any) -> Any:  # the search's float32 products
+        matmul = torch.backends
+        seen.add((matmul.cuda.matmul.fp32_precision, matmul.mkldnn.matmul.fp32_precision))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(knn_module, "_select_symmetric", spy)
+    monkeypatch.setattr(torch, "addmm", spy)
     X = rng.normal(size=(300, 8)).astype(np.float32)
     _, i = knn(X, 5, device="cpu", chunk_size=128)
-    assert seen == ["ieee", "ieee"]  # full float32 inside the search
+    monkeypatch.undo()
+    assert seen == {("ieee", "ieee")}  # full float32 for every product of the search
     assert torch.backends.cuda.matmul.fp32_precision == "tf32"  # restored after it
     assert torch.backends.mkldnn.matmul.fp32_precision == "tf32"
     np.testing.assert_array_equal(i, brute_force(X, 5)[1])
@@ -410,8 +416,8 @@ def test_tf32_products_exceed_the_float32_bound_and_the_guard_restores_it(
 def test_the_guard_nests_and_turns_off_bfloat16_reductions() -> None:
     matmul = torch.backends.cuda.matmul
     before = matmul.allow_bf16_reduced_precision_reduction
-    with _device.full_float32():
-        with _device.full_float32():
+    with devices.full_float32():
+        with devices.full_float32():
             assert matmul.allow_bf16_reduced_precision_reduction is False
         assert matmul.fp32_precision == "ieee"
     assert matmul.allow_bf16_reduced_precision_reduction == before
@@ -500,7 +506,7 @@ _GUARD_SCRIPT = """
 import sys, warnings
 import torch
 warnings.simplefilter("error")
-from tokendim_widgets._device import full_float32
+from tokendim_widgets.devices import full_float32
 m, mk = torch.backends.cuda.matmul, torch.backends.mkldnn.matmul
 case = sys.argv[1]
 if case == "legacy":

@@ -8,7 +8,6 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tokendim_widgets import knn as knn_module
 from tokendim_widgets.errors import TokendimError
 from tokendim_widgets.estimators import TwoNN
 from tokendim_widgets.knn import (
@@ -82,24 +81,18 @@ def test_common_offset_breaks_naive_float32_but_not_ours():
     assert np.isfinite(est.dimension_) and 4.0 < est.dimension_ < 5.5
 
 
-def test_huge_norm_rows_are_searched_again_in_float64(monkeypatch):
+def test_huge_norm_rows_are_searched_again_in_float64():
     # Like the first position of every prompt (~150x the median norm): the float32 error
     # bound cannot certify these rows' candidates, so they take the float64 path.
     rng = np.random.default_rng(2)
     X = embedded_cube(400, 4, 32, seed=2)
     X[:5] = X[:5] * 1.0 + rng.normal(size=(5, 32)) * 150.0
     X[5] = X[4] + 1e-3  # a near neighbour of a huge row
-    calls = []
-    original = knn_module._search_wide
-
-    def spy(*args, **kwargs):
-        calls.append(args[2].numel())
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(knn_module, "_search_wide", spy)
+    # Many near neighbours of a huge row, closer to one another than the float32 products'
+    # error at that norm: only float64 products rank them, so only that path gets them right.
+    X[6:46] = X[3] + rng.normal(size=(40, 32)) * 1e-3
     X32 = X.astype(np.float32)
     d, i = knn(X32, 6, device="cpu")
-    assert calls and calls[0] >= 1
     ref_d, ref_i = brute_force(X32, 6)
     np.testing.assert_array_equal(i, ref_i)
     np.testing.assert_allclose(d, ref_d, rtol=1e-5)
@@ -155,8 +148,8 @@ def test_input_types():
         (np.zeros((0, 3)), 1, "empty"),
         (np.array([[0.0, np.nan], [1.0, 1.0], [2.0, 2.0]]), 1, "non-finite"),
         (np.array([[0.0, np.inf], [1.0, 1.0], [2.0, 2.0]]), 1, "non-finite"),
-        (np.ones((5, 2)), 0, "at least 1"),
-        (np.ones((5, 2)), -3, "at least 1"),
+        (np.ones((5, 2)), 0, "k must be an integer >= 1, got 0"),
+        (np.ones((5, 2)), -3, "k must be an integer >= 1, got -3"),
         (np.ones((5, 2)), 2.5, "integer"),
         (np.ones((5, 2)), True, "integer"),
         (np.ones((5, 2)), 5, "at least 6"),
@@ -213,17 +206,27 @@ def test_deduplicate_merges_chains_and_is_scale_and_translation_invariant():
         np.testing.assert_array_equal(inv2, inverse)
 
 
-def test_close_pairs_finds_every_pair_within_the_threshold():
+def test_deduplicate_finds_every_pair_within_the_threshold():
+    # Chains of near-copies: each link inside the threshold, rows two links apart outside it,
+    # so a chain is merged whole only if every close pair was found. The row after each
+    # chain is just outside the threshold from its end, and stays apart.
     rng = np.random.default_rng(4)
     centres = rng.normal(size=(40, 5))
-    X = np.repeat(centres, 5, axis=0) + rng.normal(scale=1e-3, size=(200, 5))
-    thr = 3e-3
-    a, b = knn_module._close_pairs(X, thr)
-    found = {tuple(sorted(p)) for p in zip(a.tolist(), b.tolist(), strict=True)}
-    d = np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1))
-    iu = np.triu_indices(200, 1)
-    expected = {(int(p), int(q)) for p, q in zip(*iu, strict=True) if d[p, q] <= thr}
-    assert expected and found == expected
+    rtol = 1e-3
+    thr = rtol * np.sqrt(((centres - centres.mean(0)) ** 2).sum(1).mean())
+    steps = np.array([0.0, 0.8, 1.6, 2.4, 3.2, 4.5]) * thr  # the last: 1.3 thr from the end
+    directions = rng.normal(size=(40, 5))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    X = (centres[:, None, :] + steps[None, :, None] * directions[:, None, :]).reshape(-1, 5)
+    group = np.repeat(np.arange(40) * 2, 6) + np.tile([0, 0, 0, 0, 0, 1], 40)
+    order = rng.permutation(X.shape[0])  # the copies scattered through the cloud
+    X, group = X[order], group[order]
+    radius = np.sqrt(((X - X.mean(0)) ** 2).sum(1).mean())
+    assert 0.95 < rtol * radius / thr < 1.05  # the threshold the steps were made for
+    keep, inverse = deduplicate(X, rtol=rtol)
+    first = {g: int(np.flatnonzero(group == g)[0]) for g in np.unique(group)}
+    assert keep.tolist() == sorted(first.values())
+    assert keep[inverse].tolist() == [first[g] for g in group]
 
 
 def test_build_graph_removes_copies_and_maps_back():

@@ -3,11 +3,13 @@ one-layer convergence, and the LayerDetail widget that follows a session and sel
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from frontend import send_from_browser
 from scipy.spatial.distance import pdist
 
 from tokendim_widgets import HiddenStates, Session
@@ -177,12 +179,12 @@ def test_layer_detail_window_and_prompt_selection(session):
         # A click on prompt 4 in the browser sends this message; the session's other views
         # (here the projection) receive the selection.
         scatter = ProjectionView(session)
-        detail._handle_custom_msg({"type": "select_prompt", "prompt": 4}, [])
+        send_from_browser(detail, {"type": "select_prompt", "prompt": 4})
         rows = np.flatnonzero(session.hidden_states.tokens["prompt"].to_numpy() == 4)
         assert np.array_equal(np.sort(session.selected_tokens), rows)
         assert np.array_equal(np.sort(np.asarray(scatter.selected_tokens)), rows)
         assert detail.selected_prompts == [4]
-        detail._handle_custom_msg({"type": "select_prompt", "prompt": None}, [])
+        send_from_browser(detail, {"type": "select_prompt", "prompt": None})
         assert len(session.selected_tokens) == 0 and detail.selected_prompts == []
         # A selection made elsewhere that covers a whole prompt highlights it here.
         session.selected_tokens = np.flatnonzero(
@@ -194,14 +196,16 @@ def test_layer_detail_window_and_prompt_selection(session):
 
 
 def test_layer_detail_stops_observing_on_close(session):
+    before = set(threading.enumerate())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         session.run().wait(120)
         detail = LayerDetail(session, device="cpu").wait(120)
+    (worker,) = [t for t in set(threading.enumerate()) - before if "layer-detail" in t.name]
     assert detail.layer == 1
     detail.close()
-    detail._thread.join(5)
-    assert not detail._thread.is_alive()
+    worker.join(5)
+    assert not worker.is_alive()  # the detail's worker thread ends
     session.selected_tokens = np.arange(30)
     assert detail.selected_prompts == []
     session.layer = 2

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
 import pytest
 import torch
+from processes import in_new_process
 
 from tokendim_widgets import models
 from tokendim_widgets.errors import TokendimError
@@ -121,20 +123,23 @@ def test_bundled_identity_comes_from_the_wheel_record(monkeypatch: pytest.Monkey
     assert model_identity(folder)["id"] == mini["id"]
 
 
-def test_file_hashes_are_memoised_by_path_size_and_mtime(
-    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+IDENTITY_WITHOUT_HASHING = """
+import json, sys
+from tokendim_widgets import models
+models.file_sha256 = lambda path: sys.exit(f"re-hashed {path}")
+print(json.dumps(models.model_identity(sys.argv[1])))
+"""
+
+
+def test_file_hashes_are_memoised_by_path_size_and_mtime(tmp_path: Path, cache_dir: Path) -> None:
     model = tmp_path / "m.gguf"
     model.write_bytes(b"first content")
     first = model_identity(model)
     assert first["sha256"] == hashlib.sha256(b"first content").hexdigest()
-    models._hash_memo.clear()  # a new process: the on-disk memo answers
-    from tokendim_widgets import store
-
-    monkeypatch.setattr(store, "file_sha256", lambda p: pytest.fail("re-hashed"))
-    assert model_identity(model) == first
-    monkeypatch.undo()
-    monkeypatch.setenv("TOKENDIM_CACHE_DIR", str(cache_dir))
+    # A new process (nothing in memory): the memo in the cache folder answers, no hashing.
+    assert json.loads(in_new_process(IDENTITY_WITHOUT_HASHING, model)) == json.loads(
+        json.dumps(first)
+    )
     model.write_bytes(b"other content!")  # new size and mtime: hashed again
     os.utime(model, ns=(1, 1))
     assert model_identity(model)["sha256"] == hashlib.sha256(b"other content!").hexdigest()

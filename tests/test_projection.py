@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from processes import in_new_process
 from sklearn.manifold import trustworthiness
 from sklearn.metrics import silhouette_score
 from sklearn.neighbors import NearestNeighbors
@@ -174,13 +175,22 @@ def test_pca_rejects_bad_input(bad: np.ndarray) -> None:
         P.pca_2d(bad)
 
 
-def test_pca_same_picture_with_or_without_the_blas_thread_limit(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+PCA_WITHOUT_THREADPOOLCTL = """
+import sys
+import numpy as np
+sys.modules["threadpoolctl"] = None  # as without threadpoolctl: `import` fails
+from tokendim_widgets import projection as P
+np.save(sys.argv[2], P.pca_2d(np.load(sys.argv[1])))
+"""
+
+
+def test_pca_same_picture_with_or_without_the_blas_thread_limit(tmp_path: Path) -> None:
     X, _ = two_blobs(n=300)
     limited = P.pca_2d(X)  # small: one BLAS thread when threadpoolctl is there
-    monkeypatch.setattr(P, "_blas_controller", False)  # as without threadpoolctl
-    np.testing.assert_allclose(P.pca_2d(X), limited, atol=1e-4 * float(np.abs(limited).max()))
+    np.save(tmp_path / "X.npy", X)
+    in_new_process(PCA_WITHOUT_THREADPOOLCTL, tmp_path / "X.npy", tmp_path / "Y.npy")
+    unlimited = np.load(tmp_path / "Y.npy")
+    np.testing.assert_allclose(unlimited, limited, atol=1e-4 * float(np.abs(limited).max()))
 
 
 def test_pca_rejects_bad_seed() -> None:
@@ -420,20 +430,32 @@ def test_umap_rejects_a_graph_of_another_cloud_or_too_few_points() -> None:
         P.umap_2d(X[:15], knn=sk_graph(X[:15], 14))
 
 
+# Warm-ups in a new process: this one's may have warmed umap-learn up already.
+WARM_UP_WITHOUT_UMAP = """
+import sys
+sys.modules["umap"] = None  # makes `import umap` fail
+from tokendim_widgets import projection as P
+from tokendim_widgets.errors import TokendimError
+try:
+    P.warm_up(background=False)
+except TokendimError as exc:
+    assert "umap-learn" in str(exc), exc
+else:
+    raise AssertionError("the warm-up did not fail")
+future = P.warm_up(background=True)  # a failed warm-up is tried again
+assert isinstance(future.exception(timeout=60), TokendimError), future.exception()
+assert not P.umap_ready()
+"""
+
+
 def test_missing_umap_learn_gives_the_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
     monkeypatch.setitem(sys.modules, "umap", None)  # makes `import umap` fail
-    monkeypatch.setattr(P, "_warm_future", None)
     X = np.random.default_rng(0).normal(size=(100, 5))
     with pytest.raises(TokendimError, match=r"pip install \"tokendim-widgets\[umap\]\""):
         P.umap_2d(X, knn=sk_graph(X, 15))
-    with pytest.raises(TokendimError, match="umap-learn"):
-        P.warm_up(background=False)
-    monkeypatch.setattr(P, "_warm_future", None)
-    future = P.warm_up(background=True)
-    assert isinstance(future.exception(timeout=60), TokendimError)
-    assert not P.umap_ready()
+    in_new_process(WARM_UP_WITHOUT_UMAP)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     assert P.umap_available() is False
     assert P.pca_2d(X).shape == (100, 2)  # the preview works without umap-learn
@@ -448,14 +470,19 @@ def test_a_wrong_umap_package_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         P.umap_2d(X, knn=sk_graph(X, 15))
 
 
-def test_warm_up_returns_one_future_and_sets_ready(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(P, "_warm_future", None)
-    assert not P.umap_ready()
-    future = P.warm_up(background=True)
-    assert future.result(timeout=600) is None
-    assert P.umap_ready()
-    assert P.warm_up() is future
-    assert P.umap_available() is True
+WARM_UP = """
+from tokendim_widgets import projection as P
+assert not P.umap_ready()
+future = P.warm_up(background=True)
+assert future.result(timeout=600) is None
+assert P.umap_ready()
+assert P.warm_up() is future
+assert P.umap_available() is True
+"""
+
+
+def test_warm_up_returns_one_future_and_sets_ready() -> None:
+    in_new_process(WARM_UP)
 
 
 # --------------------------------------------------------------------------------------------

@@ -373,7 +373,7 @@ def test_from_hf_dataset_errors(fake_datasets: list[tuple[Any, ...]]) -> None:
         from_hf_dataset("corpus", text_column="content")
     with pytest.raises(TokendimError, match="Could not load dataset 'nope'"):
         from_hf_dataset("nope")
-    with pytest.raises(TokendimError, match="positive int"):
+    with pytest.raises(TokendimError, match="n must be an integer >= 1 or None, got 0"):
         from_hf_dataset("corpus", n=0)
 
 

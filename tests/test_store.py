@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from processes import in_new_process
 
 from tokendim_widgets import store as store_module
 from tokendim_widgets.store import Store, default_cache_dir, make_key
@@ -29,11 +30,6 @@ def _write(store: Store, key: str = "k1") -> None:
         writer.write_table("t", pd.DataFrame({"a": [1, 2], "s": ["x", "<b>y</b>"]}))
         writer.write_json("doc", {"hello": ["world"]})
         writer.meta["note"] = "n"
-
-
-def _fresh_process_view() -> None:
-    """Forget which entries this process verified, as a new process would."""
-    store_module._verified.clear()
 
 
 def test_roundtrip_reads_back_memory_maps(tmp_path: Path) -> None:
@@ -122,10 +118,12 @@ def test_damaged_entries_are_detected_and_removed(tmp_path: Path, damage: str) -
         (path / "x.npy").write_bytes(data[:-8])
     elif damage == "delete_file":
         (path / "t.parquet").unlink()
-    elif damage == "flip_byte":  # same size: only the checksum can tell
+    elif damage == "flip_byte":  # same size and time: only the checksum can tell
+        stat = (path / "y.npy").stat()
         data = bytearray((path / "y.npy").read_bytes())
         data[-1] ^= 0xFF
         (path / "y.npy").write_bytes(bytes(data))
+        os.utime(path / "y.npy", ns=(stat.st_atime_ns, stat.st_mtime_ns))
     elif damage == "bad_manifest":
         (path / "manifest.json").write_text("{not json")
     elif damage == "no_manifest":
@@ -134,11 +132,25 @@ def test_damaged_entries_are_detected_and_removed(tmp_path: Path, damage: str) -
         manifest = json.loads((path / "manifest.json").read_text())
         manifest["key"] = "other"
         (path / "manifest.json").write_text(json.dumps(manifest))
-    _fresh_process_view()
+    # This process wrote the entry (so knows its checksums) but the files changed since:
+    # they are checked again, as a new process would.
     assert store.get("ns", "k1") is None
     assert not path.exists()
     _write(store)  # and it can be written again
     assert store.get("ns", "k1") is not None
+
+
+COUNT_HASHES = """
+import sys
+from tokendim_widgets import store
+calls = []
+real = store.file_sha256
+store.file_sha256 = lambda path: calls.append(path) or real(path)
+entries = store.Store(sys.argv[1])
+for _ in range(2):
+    assert entries.get("ns", "k1") is not None
+    print(len(calls))
+"""
 
 
 def test_checksums_are_verified_once_per_process(
@@ -146,15 +158,14 @@ def test_checksums_are_verified_once_per_process(
 ) -> None:
     store = Store(tmp_path)
     _write(store)
-    _fresh_process_view()
     calls = []
     real = store_module.file_sha256
     monkeypatch.setattr(store_module, "file_sha256", lambda p: calls.append(p) or real(p))
     assert store.get("ns", "k1") is not None
-    n = len(calls)
-    assert n > 0
-    assert store.get("ns", "k1") is not None
-    assert len(calls) == n  # the second read only checks sizes
+    assert calls == []  # the writer's own process knows the files it wrote
+    first, second = map(int, in_new_process(COUNT_HASHES, tmp_path).split())
+    assert first > 0  # a new process checks them...
+    assert second == first  # ...once: its second read only checks sizes and times
 
 
 def test_concurrent_writers_of_one_key_leave_one_valid_entry(tmp_path: Path) -> None:
@@ -171,24 +182,26 @@ def test_concurrent_writers_of_one_key_leave_one_valid_entry(tmp_path: Path) -> 
     assert sorted(p.name for p in (tmp_path / "ns").iterdir()) == ["k"]
 
 
+DIES_MID_WRITE = """
+import os, sys
+from tokendim_widgets.store import Store
+writer = Store(sys.argv[1]).writer("ns", "k")
+writer.write_json("doc", 1)
+os._exit(0)  # no clean-up: its temporary folder stays behind
+"""
+
+
 def test_temporary_folders_of_dead_writers_are_cleaned(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    store.writer("ns", "k").abort()  # creates the namespace folder
-    host = store_module.hashlib.sha1(store_module.socket.gethostname().encode()).hexdigest()[:8]
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    stale = tmp_path / "ns" / f".tmp-abcd-{host}-{int(dead.stdout)}-0000"
-    stale.mkdir()
-    alive = tmp_path / "ns" / f".tmp-abcd-{host}-{os.getpid()}-1111"
-    alive.mkdir()
+    in_new_process(DIES_MID_WRITE, tmp_path)
+    (stale,) = (tmp_path / "ns").iterdir()
+    alive = store.writer("ns", "k3")  # this process's writer, still open
+    (mine,) = set((tmp_path / "ns").iterdir()) - {stale}
     with store.writer("ns", "k2") as writer:
         writer.write_json("doc", 1)
     assert not stale.exists()
-    assert alive.exists()  # a live writer's folder is left alone
+    assert mine.exists()  # a live writer's folder is left alone
+    alive.abort()
 
 
 WRITER = textwrap.dedent(
@@ -301,18 +314,31 @@ def test_saved_state_survives_for_the_resumed_writer(tmp_path: Path) -> None:
     assert store.resumable_writer("ns", "k", STATE).state["budget"] == 128
 
 
+OWNER = """
+import sys, time
+from tokendim_widgets.store import Store
+writer = Store(sys.argv[1]).resumable_writer("ns", "k", {"rows": 4, "plan": "abc"})
+open(sys.argv[2], "w").close()  # tell the parent it owns the partial folder
+time.sleep(60)
+"""
+
+
 def test_a_partial_owned_by_a_live_process_is_left_alone(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    owner = store.resumable_writer("ns", "k", STATE)
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    marker = tmp_path / "owned"
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, str(tmp_path), str(marker)], cwd=REPO)
     try:
-        # The folder is owned by another live process on this host.
-        (owner.path / owner.OWNER).write_text(f"{store_module._host()}-{sleeper.pid}")
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert owner.poll() is None, "the owner died before taking the work"
+            assert time.monotonic() < deadline, "the owner never started"
+            time.sleep(0.05)
+        # The partial folder is owned by another live process on this host.
         second = store.resumable_writer("ns", "k", STATE)
         assert not isinstance(second, store_module.ResumableWriter)
         second.abort()
     finally:
-        sleeper.kill()
-        sleeper.wait()
+        owner.kill()
+        owner.wait()
     # Its owner is dead now: the next writer takes the work over.
     assert isinstance(store.resumable_writer("ns", "k", STATE), store_module.ResumableWriter)

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from frontend import send_from_browser
 from planted import planted_layers
 
 from tokendim_widgets import HiddenStates, Session, id_curve, wire
@@ -24,6 +25,15 @@ from tokendim_widgets.widgets import (
 )
 
 VIEWS = [Explorer, IDCurveView, ProjectionView, TokenHeatmapView, MetricsView, ControlsView]
+#: The name each view gives the front end (the ``_view`` of its state), which picks its groups.
+VIEW_NAMES = {
+    Explorer: "explorer",
+    IDCurveView: "curve",
+    ProjectionView: "scatter",
+    TokenHeatmapView: "heatmap",
+    MetricsView: "metrics",
+    ControlsView: "controls",
+}
 PROTOCOL = {name for traits in wire.GROUPS.values() for name in traits}
 
 
@@ -43,8 +53,10 @@ def make(cls, session):
 def test_each_view_declares_only_the_traits_of_its_groups(cls, session):
     view = make(cls, session)
     try:
+        assert view.get_state()["_view"] == VIEW_NAMES[cls]
         declared = PROTOCOL & set(view.trait_names(sync=lambda v: v))
-        expected = {name for group in wire.VIEW_GROUPS[view._view] for name in wire.GROUPS[group]}
+        groups = wire.VIEW_GROUPS[VIEW_NAMES[cls]]
+        expected = {name for group in groups for name in wire.GROUPS[group]}
         assert declared == expected
         for name in declared:  # the defaults are the wire module's
             default = wire.default(name)
@@ -61,7 +73,7 @@ def test_views_receive_the_session_state_of_their_groups(cls, session):
     view = make(cls, session)
     try:
         session.run().wait(60)
-        expected = wire.session_state(session, wire.VIEW_GROUPS[view._view])
+        expected = wire.session_state(session, wire.VIEW_GROUPS[VIEW_NAMES[cls]])
         assert expected  # something to compare
         for name, value in expected.items():
             assert getattr(view, name) == value, name
@@ -90,13 +102,13 @@ def test_parameters_are_mirrored_both_ways(session):
 def test_messages_run_cancel_and_report_bad_uploads(session):
     view = ControlsView(session)
     try:
-        view._handle_custom_msg({"type": "run"}, [])
+        send_from_browser(view, {"type": "run"})
         session.wait(60)
         assert session.curve is not None
-        view._handle_custom_msg({"type": "prompts_file", "name": "notes.pdf", "text": ""}, [])
+        send_from_browser(view, {"type": "prompts_file", "name": "notes.pdf", "text": ""})
         assert "upload a .txt" in view.error
-        view._handle_custom_msg("not a dict", [])  # ignored
-        view._handle_custom_msg({"type": "cancel"}, [])
+        send_from_browser(view, "not a dict")  # ignored
+        send_from_browser(view, {"type": "cancel"})
     finally:
         view.close()
 
@@ -111,7 +123,7 @@ def test_an_image_reply_resolves_the_export_future(session, tmp_path):
         assert request["type"] == "export" and request["format"] == "svg"
         svg = '<svg xmlns="http://www.w3.org/2000/svg"/>'
         reply = {"type": "export_result", "request_id": request["request_id"], "data": svg}
-        view._handle_custom_msg(reply, [])
+        send_from_browser(view, reply)
         assert future.result(5).read_text() == svg
     finally:
         view.close()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from processes import in_new_process
 from tiny_gguf import write_tiny_gguf
 
 from tokendim_widgets import extract, models
@@ -30,15 +31,18 @@ def _outputs(pair) -> torch.Tensor:
 
 
 def _conversions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records every GGUF conversion (a call of the converter)."""
+    """Records every read of a GGUF model's weights (transformers de-quantises it then)."""
+    import transformers
+
     calls: list[str] = []
-    real = models._convert_gguf
+    real = transformers.AutoModelForCausalLM.from_pretrained
 
-    def spy(spec, *args, **kwargs):
-        calls.append(spec.gguf_file)
-        return real(spec, *args, **kwargs)
+    def spy(*args, **kwargs):
+        if kwargs.get("gguf_file"):
+            calls.append(kwargs["gguf_file"])
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(models, "_convert_gguf", spy)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
     return calls
 
 
@@ -111,7 +115,8 @@ def test_an_unloadable_entry_is_made_again(gguf_file, cache_dir, monkeypatch):
 def test_without_the_cache_nothing_is_written(gguf_file, cache_dir, monkeypatch):
     calls = _conversions(monkeypatch)
     load_model(gguf_file, device="cpu", cache=False)
-    assert calls == [] and Store(cache_dir).keys(WEIGHTS_NAMESPACE) == []
+    assert calls == ["tiny.gguf"]  # read once, straight into the model
+    assert not (cache_dir / WEIGHTS_NAMESPACE).exists()  # no entry, not even a started one
 
 
 def test_loads_print_nothing_and_report_through_the_callback(gguf_file, cache_dir, capfd):
@@ -123,33 +128,44 @@ def test_loads_print_nothing_and_report_through_the_callback(gguf_file, cache_di
     assert ticks[0] == (0, ticks[0][1]) and ticks[-1] == (ticks[0][1], ticks[0][1])
 
 
+HASH_WITHOUT_HASHING = """
+import sys
+from tokendim_widgets import models
+models.file_sha256 = lambda path: sys.exit(f"re-hashed {path}")
+print(models.hash_file(sys.argv[1]))
+"""
+
+
 def test_the_file_hash_is_remembered_by_file_identity(gguf_file, cache_dir, monkeypatch):
     calls: list[object] = []
     real = models.file_sha256
     monkeypatch.setattr(models, "file_sha256", lambda p: calls.append(p) or real(p))
     first = models.hash_file(gguf_file)
-    models._hash_memo.clear()  # a new process: the memo in the cache folder answers
     assert models.hash_file(gguf_file) == first and len(calls) == 1
+    # A new process (nothing in memory): the memo in the cache folder answers.
+    assert in_new_process(HASH_WITHOUT_HASHING, gguf_file).strip() == first
     replacement = gguf_file.with_name("copy.gguf")
     replacement.write_bytes(gguf_file.read_bytes())
     stat = gguf_file.stat()
     replacement.replace(gguf_file)  # same bytes, size and (restored) time, new inode
     os.utime(gguf_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    models._hash_memo.clear()
     assert models.hash_file(gguf_file) == first and len(calls) == 2  # hashed again
 
 
 def test_load_config_reads_the_cached_entry_instead_of_the_gguf(gguf_file, cache_dir, monkeypatch):
     parsed = models.load_config(gguf_file)  # nothing cached yet: the GGUF metadata
     load_model(gguf_file, device="cpu")
+    import transformers
+
     calls: list[dict] = []
-    real = models._from_pretrained
+    for loader in (transformers.AutoConfig, transformers.AutoTokenizer):
+        real = loader.from_pretrained
 
-    def spy(loader, spec, **kwargs):
-        calls.append(kwargs)
-        return real(loader, spec, **kwargs)
+        def spy(*args, real=real, **kwargs):
+            calls.append(kwargs)
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(models, "_from_pretrained", spy)
+        monkeypatch.setattr(loader, "from_pretrained", spy)
     config, tokenizer, spec, task = models.load_config(gguf_file)
     assert calls and all("gguf_file" not in kwargs for kwargs in calls)
     assert (spec.gguf_file, task) == ("tiny.gguf", "causal")

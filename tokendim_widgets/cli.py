@@ -28,12 +28,13 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import projection, sweep_cli
 from .errors import TokendimError
 from .extraction import extract
 from .models import resolve_model
+from .progress import StageProgress
 from .prompts import as_prompt_set
 
 if TYPE_CHECKING:
@@ -61,7 +62,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``tokendim`` command (also for documentation tools)."""
     parser = _Parser(
         prog="tokendim",
         description="Layer-wise intrinsic dimension of language-model token clouds.",
@@ -186,7 +188,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tokendim`` command; returns the exit status."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         if args.command == "report":
             with _quiet_libraries(verbose=args.verbose):
@@ -353,63 +355,16 @@ def _data_format(requested: str | None) -> str:
     return requested or ("parquet" if has_arrow else "csv")
 
 
-class _Progress:
-    """Follows a session's status: a bar on a terminal, one line per stage otherwise."""
+#: The session's traits that the progress display follows.
+_FOLLOWED = ["status", "progress", "tokens_per_second"]
 
-    NAMES = ("status", "progress", "tokens_per_second")
 
-    def __init__(self, session: Session, stream: IO[str]) -> None:
-        self.session: Session | None = session
-        self.stream = stream
-        self.status = ""
-        self.bar: Any = None
-        if stream.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=100, file=stream, leave=False, bar_format="{desc} {bar} {percentage:3.0f}%"
-            )
-        session.observe(self._update, names=list(self.NAMES))
-
-    def _update(self, change: Any = None) -> None:
-        s = self.session
-        if s is None:
-            return
-        status = s.status
-        if self.bar is not None:
-            rate = s.tokens_per_second
-            extra = f" {rate:,.0f} tokens/s" if status == "extracting" and rate > 0 else ""
-            self.show(f"{status}{extra}", s.progress)
-        elif status != self.status and status not in ("done", "error", "cancelled"):
-            # Not a terminal (a log file, CI): stage lines on stdout keep stderr for errors.
-            print(f"... {status}", flush=True)
-        self.status = status
-
-    def show(self, text: str, fraction: float) -> None:
-        if self.bar is not None:
-            self.bar.set_description_str(f"{text:<28}", refresh=False)
-            self.bar.n = round(100 * max(0.0, min(1.0, fraction)))
-            self.bar.refresh()
-
-    def detach(self) -> None:
-        """Stop following the session (its last status changes are not ours to show)."""
-        if self.session is not None:
-            with contextlib.suppress(ValueError):
-                self.session.unobserve(self._update, names=list(self.NAMES))
-            self.session = None
-
-    def stage(self, text: str) -> None:
-        self.detach()
-        if self.bar is not None:
-            self.show(text, 0.0)
-        else:
-            print(f"... {text}", flush=True)
-
-    def close(self) -> None:
-        self.detach()
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+def _session_stage(session: Session) -> tuple[str, float, str]:
+    """The session's status as a progress stage: (status, fraction done, token rate)."""
+    status = session.status
+    rate = session.tokens_per_second
+    extra = f" {rate:,.0f} tokens/s" if status == "extracting" and rate > 0 else ""
+    return status, session.progress, extra
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -454,7 +409,9 @@ def _report_run(
         device=args.device,
         projection_method="umap" if args.umap else "pca",
     )
-    progress = _Progress(session, sys.stderr)
+    # A bar on a terminal, else one line per stage; the end states get no line of their own.
+    progress = StageProgress(sys.stderr, ends=("done", "error", "cancelled"))
+    progress.follow(session, _FOLLOWED, lambda: _session_stage(session))
     try:
         try:
             session.run().wait()
@@ -463,14 +420,20 @@ def _report_run(
             raise
         # The session goes on projecting the other layers in the background; stop it and
         # compute the missing ones here, with progress.
-        progress.detach()
+        progress.unfollow()
         session.cancel()
         computed = time.perf_counter()
         from .export import export_data, export_html, layer_projections
 
         kind = "umap" if args.umap else "pca"
         progress.stage(f"{kind} projections")
-        layer_projections(session, kind=kind, progress=_progress_callback(progress))
+        layer_projections(
+            session,
+            kind=kind,
+            progress=lambda done, total: progress.show(
+                f"projections, layer {done}/{total}", done / max(total, 1)
+            ),
+        )
         progress.stage("writing")
         html_path = export_html(session, out / "report.html", title=args.title, progress=False)
         files = export_data(session, out, format=fmt)
@@ -490,15 +453,6 @@ def _report_run(
     for path in [html_path, *files.values(), summary_path]:
         print(f"  {path.name:<24} {_size(path.stat().st_size)}")
     return 0
-
-
-def _progress_callback(progress: _Progress) -> Any:
-    """A ``(done, total)`` callback that shows layer projections on the progress display."""
-
-    def update(done: int, total: int) -> None:
-        progress.show(f"projections, layer {done}/{total}", done / max(total, 1))
-
-    return update
 
 
 def _size(n_bytes: int) -> str:

@@ -24,6 +24,7 @@ import pandas as pd
 from . import __version__, wire
 from . import projection as proj
 from .errors import TokendimError
+from .progress import Progress
 from .session import Session
 
 __all__ = [
@@ -83,21 +84,26 @@ def _projection_kind(session: Session) -> str:
 
 
 def _progress_callback(progress: ProgressLike, kind: str) -> Any:
-    """A (callback(done, total), close) pair for a progress argument (tqdm for ``True``)."""
+    """A (callback(done, total), close) pair for a progress argument (a bar for ``True``).
+
+    The bar starts with the first computed layer, once the number to compute is known.
+    """
     if callable(progress):
         return progress, lambda: None
     if not progress:
         return None, lambda: None
-    bars: list[Any] = []
+    bars: list[Progress] = []
 
     def update(done: int, total: int) -> None:
         if not bars:
-            from tqdm.auto import tqdm
+            bars.append(Progress(True, total, f"{kind} projections", unit="layer", leave=False))
+        bars[0].advance(1)
 
-            bars.append(tqdm(total=total, desc=f"{kind} projections", unit="layer", leave=False))
-        bars[0].update(1)
+    def close() -> None:
+        for bar in bars:
+            bar.close()
 
-    return update, lambda: [bar.close() for bar in bars]
+    return update, close
 
 
 def layer_projections(

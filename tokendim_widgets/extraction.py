@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from . import models
-from ._device import cuda_memory, free_memory, is_out_of_memory, resolve_device, resolve_dtype
+from .devices import cuda_memory, free_memory, is_out_of_memory, resolve_device, resolve_dtype
 from .errors import Cancelled, TokendimError
 from .hidden_states import HiddenStates, layer_file
 from .models import (
@@ -42,6 +42,7 @@ from .models import (
 from .progress import ProgressCallback, TokenProgress
 from .prompts import as_prompt_set
 from .store import Store, make_key
+from .validation import check_choice, check_int, check_optional_int
 
 if TYPE_CHECKING:
     import torch
@@ -71,16 +72,6 @@ def as_cancel(cancel: CancelLike) -> Callable[[], bool]:
     raise TokendimError(
         f"cancel must be a threading.Event or a zero-argument callable, not {cancel!r}."
     )
-
-
-def _positive_int(value: Any, name: str, *, allow_none: bool = True) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise TokendimError(
-            f"{name} must be a positive int{' or None' if allow_none else ''}, got {value!r}."
-        )
-    return int(value)
 
 
 def base_model(model: Any) -> Any:
@@ -324,7 +315,7 @@ def default_batch_tokens(
     """Padded tokens per batch: 512 on CPU; on CUDA, what free memory allows (<= 16384).
 
     Free memory is read after garbage collection and emptying the allocator's cache
-    (:func:`~tokendim_widgets._device.cuda_memory`); ``longest`` (the longest sequence)
+    (:func:`~tokendim_widgets.devices.cuda_memory`); ``longest`` (the longest sequence)
     sizes the attention scores of eager attention (:func:`bytes_per_token`).
     """
     if device.type != "cuda":
@@ -456,7 +447,7 @@ def placed_dtype(model: Any, device: Any, dtype: Any) -> tuple[torch.device, tor
     """Device and dtype a given (already loaded) model will run in, without moving it.
 
     ``"auto"`` keeps the model where and as it is; anything else is resolved by the shared
-    policy (:mod:`tokendim_widgets._device`).
+    policy (:mod:`tokendim_widgets.devices`).
     """
     param = _first_param(model)
     if device is None or (isinstance(device, str) and device == "auto"):
@@ -795,16 +786,11 @@ def extract(
     (31, 576)
     """
     prompt_set: PromptSet = as_prompt_set(prompts)
-    max_length = _positive_int(max_length, "max_length")
-    max_tokens = _positive_int(max_tokens, "max_tokens")
-    batch_tokens = _positive_int(batch_tokens, "batch_tokens")
-    if final_norm not in FINAL_NORM_OPTIONS:
-        raise TokendimError(
-            f"final_norm must be one of {', '.join(map(repr, FINAL_NORM_OPTIONS))}, "
-            f"got {final_norm!r}."
-        )
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise TokendimError(f"seed must be an int, got {seed!r}.")
+    max_length = check_optional_int(max_length, "max_length")
+    max_tokens = check_optional_int(max_tokens, "max_tokens")
+    batch_tokens = check_optional_int(batch_tokens, "batch_tokens")
+    check_choice(final_norm, "final_norm", FINAL_NORM_OPTIONS)
+    check_int(seed, "seed")
     should_stop = as_cancel(cancel)
     ids_hash = None
     if input_ids is not None:
@@ -845,7 +831,7 @@ def extract(
     if store is not None and key is not None:
         entry = store.get(NAMESPACE, key)
         if entry is not None:
-            states = HiddenStates._from_entry(entry)
+            states = HiddenStates.from_entry(entry)
             # The key holds the prompts' content, not their name: report this run's name.
             states.prompt_set = {**states.prompt_set, "name": prompt_set.name}
             if callable(progress):
@@ -1064,7 +1050,7 @@ def _run(
         if writer is not None:
             writer.discard()  # a failed run is not resumed
         raise
-    return HiddenStates._from_entry(entry)
+    return HiddenStates.from_entry(entry)
 
 
 #: Seconds between two checkpoints of an extraction (see :class:`_Checkpoints`).
@@ -1340,8 +1326,7 @@ def random_init_model(
         ``"<name> (random init, seed <seed>)"``) is recorded for :func:`extract`.
     """
 
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise TokendimError(f"seed must be an int, got {seed!r}.")
+    check_int(seed, "seed")
     if isinstance(model, str | os.PathLike):
         config, tokenizer, _, task = load_config(model)
         fresh = init_from_config(config, seed=int(seed), task=task)
@@ -1400,8 +1385,7 @@ def random_init_states(
     >>> null.model_id  # doctest: +SKIP
     'smollm2-135m (random init, seed 0)'
     """
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise TokendimError(f"seed must be an int, got {seed!r}.")
+    check_int(seed, "seed")
     allowed = set(inspect.signature(extract).parameters) - {"model", "prompts", "seed"}
     unknown = sorted(set(extract_options) - allowed - {"sample_seed"})
     if unknown:
@@ -1442,7 +1426,7 @@ def random_init_states(
         target = entry.meta.get("hidden_states") if entry is not None else None
         found = store.get(NAMESPACE, str(target)) if target else None
         if found is not None:
-            states = HiddenStates._from_entry(found)
+            states = HiddenStates.from_entry(found)
             progress = options.get("progress", True)
             if callable(progress):
                 progress(states.n_tokens, states.n_tokens, 0.0)

@@ -37,8 +37,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ._device import as_host_array
+from .devices import as_host_array
 from .errors import TokendimError
+from .validation import check_int
 
 if TYPE_CHECKING:
     from .store import Entry, EntryWriter
@@ -347,8 +348,7 @@ class HiddenStates:
         >>> float(hs.layer(1).sum())
         12.0
         """
-        if isinstance(i, bool) or not isinstance(i, int | np.integer):
-            raise TokendimError(f"Layer index must be an int, got {i!r}.")
+        check_int(i, "Layer index")
         if not -self.n_layers <= i < self.n_layers:
             raise TokendimError(
                 f"Layer {i} does not exist: these states have {self.n_layers} layers "
@@ -442,7 +442,7 @@ class HiddenStates:
         }
 
     @classmethod
-    def _from_entry(cls, entry: Entry) -> HiddenStates:
+    def from_entry(cls, entry: Entry) -> HiddenStates:
         """Open a store entry written by :func:`write_entry` (layers memory-mapped)."""
         meta = entry.meta
         n = len(meta["layer_ids"])

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._device import (
+from .devices import (
     free_memory,
     full_float32,
     is_out_of_memory,
@@ -25,7 +25,7 @@ from ._device import (
     resolve_device,
 )
 from .errors import TokendimError
-from .validation import check_int
+from .validation import check_float, check_int
 
 __all__ = [
     "DEFAULT_RTOL",
@@ -124,11 +124,7 @@ def as_points(X: Any, name: str = "X") -> torch.Tensor:
 
 
 def _check_k(k: Any, n: int, what: str = "points") -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TokendimError(f"k must be a positive integer, got {k!r}.")
-    k = int(k)
-    if k < 1:
-        raise TokendimError(f"k must be at least 1, got {k}.")
+    k = check_int(k, "k", 1)
     if n < k + 1:
         raise TokendimError(
             f"{k} neighbours need at least {k + 1} {what}, but there are {n}. "
@@ -196,7 +192,7 @@ def float32_error(dim: int) -> float:
     verification and the correlation dimension's exact counting share it. Where torch may
     round float32 products to TF32 or bfloat16 (``set_float32_matmul_precision``), the bound
     widens by four units of that rounding (inputs and norms, both sides); the kNN search
-    itself runs in full float32 (:func:`~tokendim_widgets._device.full_float32`).
+    itself runs in full float32 (:func:`~tokendim_widgets.devices.full_float32`).
     """
     eps = float(torch.finfo(torch.float32).eps)
     return 8.0 * (2.0 + math.sqrt(dim)) * eps + 4.0 * product_unit_roundoff()
@@ -928,7 +924,7 @@ def deduplicate(X: Any, *, rtol: float = DEFAULT_RTOL) -> tuple[np.ndarray, np.n
     ([0, 1, 4], [0, 1, 0, 1, 2])
     """
     t = as_points(X)
-    rtol = _check_rtol(rtol)
+    rtol = check_float(rtol, "rtol", 0.0, math.inf, high_open=True)
     x = t.numpy() if t.device.type == "cpu" else t.cpu().numpy()
     keep, inverse = _exact_duplicates(x)
     if keep.size < 2:
@@ -939,17 +935,6 @@ def deduplicate(X: Any, *, rtol: float = DEFAULT_RTOL) -> tuple[np.ndarray, np.n
     if thr == 0.0:
         return keep, inverse
     return _merge_close(xu, keep, inverse, thr)
-
-
-def _check_rtol(rtol: Any) -> float:
-    if (
-        isinstance(rtol, bool)
-        or not isinstance(rtol, (int, float, np.floating))
-        or not math.isfinite(rtol)
-        or rtol < 0
-    ):
-        raise TokendimError(f"rtol must be a finite number >= 0, got {rtol!r}.")
-    return float(rtol)
 
 
 def _merge_close(
@@ -1129,7 +1114,7 @@ def search(
     t = as_points(X)
     need = k if callable(k) else _constant(check_int(k, "k", 1))
     n = int(t.shape[0])
-    rtol = _check_rtol(rtol)
+    rtol = check_float(rtol, "rtol", 0.0, math.inf, high_open=True)
     if dedupe:
         # Bitwise copies first; near copies are looked for in the graph below (a near copy
         # is some row's nearest neighbour), which spares a pass over all rows.
@@ -1224,7 +1209,7 @@ def graph_from_arrays(distances: Any, indices: Any, *, rtol: float = DEFAULT_RTO
             f"knn indices must be rows of the graph itself (0..{n - 1}); got values in "
             f"[{idx.min()}, {idx.max()}]."
         )
-    rtol = _check_rtol(rtol)
+    rtol = check_float(rtol, "rtol", 0.0, math.inf, high_open=True)
     if np.any(np.diff(dist, axis=1) < 0):
         order = np.argsort(dist, axis=1, kind="stable")
         dist = np.take_along_axis(dist, order, axis=1)

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._device import cuda_memory, resolve_device, resolve_dtype
+from .devices import cuda_memory, resolve_device, resolve_dtype
 from .errors import TokendimError
 from .progress import Progress, ProgressLike
 from .store import Store, default_cache_dir, file_sha256, make_key

@@ -7,14 +7,15 @@ same everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 #: A progress callback: ``callback(done, total, rate)`` (``rate`` in units per second).
 ProgressCallback = Callable[[int, int, float], Any]
@@ -98,6 +99,12 @@ class Progress:
         Pass each step's note to the callback instead of the rate (and show it on the bar).
     initial : int, default 0
         Units already done before this run (resumed work): counted as done, not in the rate.
+    file : text stream, optional
+        Where the bar is drawn (tqdm's default: stderr).
+    leave : bool, default True
+        Keep the finished bar on screen.
+    bar_format : str, optional
+        tqdm's ``bar_format``.
 
     Examples
     --------
@@ -119,6 +126,9 @@ class Progress:
         unit_scale: bool = False,
         notes: bool = False,
         initial: int = 0,
+        file: IO[str] | None = None,
+        leave: bool = True,
+        bar_format: str | None = None,
     ) -> None:
         self.total = int(total)
         self.initial = int(initial)
@@ -138,7 +148,9 @@ class Progress:
                 desc=desc,
                 unit=unit,
                 unit_scale=unit_scale,
-                leave=True,
+                leave=leave,
+                file=file,
+                bar_format=bar_format,
             )
         if not notes:
             self._report(None)
@@ -196,3 +208,99 @@ class TokenProgress(Progress):
 
     def __init__(self, progress: ProgressLike, total: int, desc: str, *, initial: int = 0) -> None:
         super().__init__(progress, total, desc, unit="tok", unit_scale=True, initial=initial)
+
+
+class StageProgress(Progress):
+    """The stages of a command-line run, each with the fraction of it done.
+
+    On a terminal ``stream``: one bar, ``stage  [bar]  42%``, redrawn in place and removed
+    at the end. Otherwise (a log file, CI): one line ``... stage`` on stdout per new stage,
+    so that ``stream`` (stderr) keeps only errors.
+
+    Parameters
+    ----------
+    stream : text stream
+        Where the bar is drawn, if it is a terminal.
+    ends : collection of str, default ()
+        Stages that end a followed run (``"done"``): shown on the bar, never as a line.
+
+    Examples
+    --------
+    >>> import contextlib, io
+    >>> lines = io.StringIO()
+    >>> with contextlib.redirect_stdout(lines):
+    ...     p = StageProgress(io.StringIO())  # not a terminal: a line per stage on stdout
+    ...     p.update("extracting", 0.0)
+    ...     p.update("extracting", 0.5, " 1,200 tokens/s")  # the same stage: no new line
+    ...     p.show("extracting, batch 3/4", 0.75)  # the bar only
+    ...     p.stage("writing")
+    ...     p.close()
+    >>> lines.getvalue()
+    '... extracting\\n... writing\\n'
+    """
+
+    BAR_FORMAT = "{desc} {bar} {percentage:3.0f}%"
+
+    def __init__(self, stream: IO[str], *, ends: Collection[str] = ()) -> None:
+        super().__init__(
+            stream.isatty(), 100, "", file=stream, leave=False, bar_format=self.BAR_FORMAT
+        )
+        self._ends = frozenset(ends)
+        self._stage: str | None = ""
+        self._unfollow: Callable[[], None] | None = None
+
+    def show(self, text: str, fraction: float) -> None:
+        """Put ``text`` and ``fraction`` (0 to 1) done on the bar; no line without a bar."""
+        self.done = round(self.total * max(0.0, min(1.0, fraction)))
+        if self._bar is not None:
+            self._bar.set_description_str(f"{text:<28}", refresh=False)
+            self._bar.n = self.done
+            self._bar.refresh()
+
+    def update(self, stage: str, fraction: float, detail: str = "") -> None:
+        """Report ``stage`` with ``fraction`` done: on the bar with ``detail``, or a line if new."""
+        if self._bar is not None:
+            self.show(f"{stage}{detail}", fraction)
+        elif stage != self._stage and stage not in self._ends:
+            print(f"... {stage}", flush=True)
+        self._stage = stage
+
+    def stage(self, text: str) -> None:
+        """Start a stage of the caller's own (a followed source is no longer followed)."""
+        self.unfollow()
+        self._stage = None
+        self.update(text, 0.0)
+
+    def follow(
+        self, source: Any, names: list[str], read: Callable[[], tuple[str, float, str]]
+    ) -> None:
+        """Call :meth:`update` with ``read()`` whenever a trait ``names`` of ``source`` changes.
+
+        ``source`` is a traitlets ``HasTraits`` (a session); ``read`` returns
+        ``(stage, fraction, detail)``. The observer may be called from the source's worker
+        thread.
+        """
+        self.unfollow()
+        following = [True]
+
+        def changed(change: Any = None) -> None:
+            if following[0]:
+                self.update(*read())
+
+        def unfollow() -> None:
+            following[0] = False  # a change already on its way is not shown
+            with contextlib.suppress(ValueError):
+                source.unobserve(changed, names=names)
+
+        source.observe(changed, names=names)
+        self._unfollow = unfollow
+
+    def unfollow(self) -> None:
+        """Stop following the source (its later changes are not ours to show)."""
+        if self._unfollow is not None:
+            self._unfollow()
+            self._unfollow = None
+
+    def close(self) -> None:
+        self.unfollow()
+        super().close()

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from ._device import as_host_array
+from .devices import as_host_array
 from .errors import TokendimError
+from .validation import check_choice, check_float, check_int, check_int_or_auto, check_optional_int
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -129,15 +130,6 @@ def _as_points(X: Any, name: str = "X") -> np.ndarray:
     return arr
 
 
-def _check_seed(seed: Any, *, allow_none: bool) -> int | None:
-    if seed is None and allow_none:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        what = "a non-negative integer" + (" or None" if allow_none else "")
-        raise TokendimError(f"seed must be {what}, got {seed!r}.")
-    return int(seed)
-
-
 # --------------------------------------------------------------------------------------------
 # PCA preview
 
@@ -175,7 +167,7 @@ def pca_2d(X: Any, *, seed: int = 0) -> np.ndarray:
     True
     """
     arr = _as_points(X)
-    rng = np.random.default_rng(_check_seed(seed, allow_none=False))
+    rng = np.random.default_rng(check_int(seed, "seed", 0))
     n, width = arr.shape
     # The mean in float64, the subtraction in the input's precision: rounding the mean to
     # float32 shifts every point alike, which PCA does not see.
@@ -369,8 +361,7 @@ def spread_duplicates(Y: Any, inverse: Any, *, amount: float = 0.003) -> np.ndar
             f"spread_duplicates needs an (n, 2) layout and n group labels, got {out.shape} "
             f"and {inv.shape}."
         )
-    if not np.isfinite(amount) or amount < 0:
-        raise TokendimError(f"amount must be a non-negative number, got {amount!r}.")
+    check_float(amount, "amount", 0.0, math.inf, high_open=True)
     if amount == 0 or out.shape[0] < 2:
         return out
     order = np.argsort(inv, kind="stable")  # rows grouped, each group in row order
@@ -712,20 +703,10 @@ def umap_2d(
     """
     arr = _as_points(X)
     n = arr.shape[0]
-    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)):
-        raise TokendimError(f"n_neighbors must be an integer >= 2, got {n_neighbors!r}.")
-    n_neighbors = int(n_neighbors)
-    if n_neighbors < 2:
-        raise TokendimError(f"n_neighbors must be an integer >= 2, got {n_neighbors}.")
-    if isinstance(min_dist, bool) or not isinstance(min_dist, (int, float, np.floating)):
-        raise TokendimError(f"min_dist must be a number in [0, 1], got {min_dist!r}.")
-    if not 0.0 <= float(min_dist) <= 1.0:
-        raise TokendimError(
-            f"min_dist must be in [0, 1] (umap-learn's spread is 1), got {min_dist}."
-        )
-    seed_ = _check_seed(seed, allow_none=True)
-    if not np.isfinite(jitter) or jitter < 0:
-        raise TokendimError(f"jitter must be a non-negative number, got {jitter!r}.")
+    n_neighbors = check_int(n_neighbors, "n_neighbors", 2)
+    check_float(min_dist, "min_dist", 0.0, 1.0)  # umap-learn's spread is 1
+    seed_ = check_optional_int(seed, "seed", 0)
+    check_float(jitter, "jitter", 0.0, math.inf, high_open=True)
 
     graph = _as_graph(knn, arr, n_neighbors)
     keep = np.asarray(graph.keep, dtype=np.int64)
@@ -750,14 +731,9 @@ def umap_2d(
             f"build_graph(X, {n_neighbors - 1}) or more, or lower n_neighbors."
         )
 
-    if isinstance(n_epochs, str):
-        if n_epochs != "auto":
-            raise TokendimError(f"n_epochs must be a positive integer or 'auto', got {n_epochs!r}.")
+    epochs = check_int_or_auto(n_epochs, "n_epochs")
+    if isinstance(epochs, str):  # "auto"
         epochs = auto_epochs(m)
-    elif isinstance(n_epochs, bool) or not isinstance(n_epochs, (int, np.integer)) or n_epochs < 1:
-        raise TokendimError(f"n_epochs must be a positive integer or 'auto', got {n_epochs!r}.")
-    else:
-        epochs = int(n_epochs)
 
     points = np.ascontiguousarray(arr[keep], dtype=np.float32)
     start: np.ndarray | None
@@ -1007,8 +983,7 @@ class LayerProjector:
             The layer computed first (the selected one).
         kind : "pca" or "umap", default "umap"
         """
-        if kind not in ("pca", "umap"):
-            raise TokendimError(f"kind must be 'pca' or 'umap', got {kind!r}.")
+        check_choice(kind, "kind", ("pca", "umap"))
         if graphs is not None and len(graphs) != len(layers):
             raise TokendimError(f"{len(layers)} layers but {len(graphs)} graphs.")
         for layer in layer_order(len(layers), start):

@@ -20,9 +20,9 @@ import pandas as pd
 import traitlets as t
 
 from . import projection as proj
-from ._device import free_memory
 from .analysis import NULL_CONTROLS, compare, estimator_label, summarize
 from .clouds import CLOUDS, METRICS, CloudSpec
+from .devices import free_memory
 from .errors import Cancelled, TokendimError
 from .estimators import ESTIMATORS, make_estimator
 from .extraction import extract
@@ -32,6 +32,7 @@ from .progress import throttled
 from .prompts import as_prompt_set
 from .quality import model_quality
 from .results import Results
+from .validation import check_choice, check_int, check_optional_int
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +83,12 @@ class _IntOption(t.Int):
         self.minimum = minimum
 
     def validate(self, obj: Any, value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise OptionError(
-                f"{self.name} must be an integer >= {self.minimum}"
-                f"{' or None' if self.allow_none else ''}, got {value!r}."
-            )
-        if value < self.minimum:
-            raise OptionError(f"{self.name} must be >= {self.minimum}, got {value!r}.")
-        return int(value)
+        # An allowed None never gets here (traitlets passes it by); the message names it.
+        check = check_optional_int if self.allow_none else check_int
+        try:
+            return check(value, str(self.name), self.minimum)
+        except TokendimError as exc:
+            raise OptionError(str(exc)) from None
 
 
 class _ChoiceOption(t.Unicode):
@@ -100,11 +99,10 @@ class _ChoiceOption(t.Unicode):
         self.choices = choices
 
     def validate(self, obj: Any, value: Any) -> Any:
-        if not isinstance(value, str) or value not in self.choices:
-            raise OptionError(
-                f"{self.name} must be one of {', '.join(map(repr, self.choices))}, got {value!r}."
-            )
-        return value
+        try:
+            return check_choice(value, str(self.name), self.choices)
+        except TokendimError as exc:
+            raise OptionError(str(exc)) from None
 
 
 class _Restart(Exception):

@@ -32,6 +32,7 @@ from .progress import Progress
 from .prompts import as_prompt_set
 from .quality import model_quality
 from .store import Store, make_key
+from .validation import check_choice
 
 #: Cache namespace of per-model sweep results.
 NAMESPACE = "sweep"
@@ -575,8 +576,7 @@ class SweepResult:
                 format = "parquet"
             except ImportError:
                 format = "csv"
-        if format not in ("parquet", "csv"):
-            raise TokendimError(f"format must be 'parquet' or 'csv', got {format!r}.")
+        check_choice(format, "format", ("parquet", "csv"))
         folder = Path(out)
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -781,8 +781,7 @@ def sweep(
     >>> result.metrics[["model", "working_dimension", "bits_per_byte"]]  # doctest: +SKIP
     """
 
-    if executor not in EXECUTORS:
-        raise TokendimError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}.")
+    check_choice(executor, "executor", EXECUTORS)
     if isinstance(estimators, str):
         estimators = (estimators,)
     if not estimators:

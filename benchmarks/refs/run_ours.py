@@ -155,7 +155,7 @@ def _suite(graph_only: bool) -> h.Task:
 
 
 def _versions() -> dict[str, str]:
-    from tokendim_widgets._device import resolve_device
+    from tokendim_widgets.devices import resolve_device
 
     info = {
         "torch": version("torch"),

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from .._device import full_float32, resolve_device
+from ..devices import full_float32, resolve_device
 from ..errors import TokendimError
 from ..knn import KNNGraph, TooFewPoints, as_points, column_mean, float32_error, search
 from ..knn import knn as knn_search
@@ -24,7 +24,10 @@ from ..resampling import (
     as_group_labels,
     bootstrap_interval,
     graph_blocks,
+    group_labels,
     group_multiplicities,
+    jackknife_se,
+    normal_interval,
 )
 from ._base import (
     AUTO_BLOCKS,
@@ -35,10 +38,7 @@ from ._base import (
     check_float,
     check_int,
     check_seed,
-    group_labels,
-    jackknife_se,
     n_rows,
-    normal_interval,
     prepare_points,
     unique_points,
 )

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..errors import TokendimError
 from ..knn import KNNGraph
-from ._base import IDEstimator, check_confidence, check_int, check_seed, normal_interval
+from ..resampling import normal_interval
+from ._base import IDEstimator, check_confidence, check_int, check_seed
 
 __all__ = ["GRIDE"]
 

@@ -12,15 +12,8 @@ import numpy as np
 
 from ..errors import TokendimError
 from ..knn import KNNGraph
-from ._base import (
-    IDEstimator,
-    check_choice,
-    check_confidence,
-    check_int,
-    check_seed,
-    jackknife,
-    normal_interval,
-)
+from ..resampling import jackknife, normal_interval
+from ._base import IDEstimator, check_choice, check_confidence, check_int, check_seed
 
 __all__ = ["MLE"]
 

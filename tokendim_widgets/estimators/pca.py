@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..errors import TokendimError
-from ..resampling import as_group_labels
+from ..resampling import as_group_labels, group_labels, jackknife_se, normal_interval
 from ._base import (
     IDEstimator,
     check_choice,
@@ -19,10 +19,7 @@ from ._base import (
     check_float,
     check_int,
     check_seed,
-    group_labels,
-    jackknife_se,
     n_rows,
-    normal_interval,
     prepare_points,
     unique_points,
 )

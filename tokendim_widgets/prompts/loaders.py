@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TokendimError
+from ..validation import check_optional_int
 from .builtin import builtin, builtin_sets
 from .promptset import PromptSet
 
@@ -315,8 +316,7 @@ def from_hf_dataset(
             "Reading a Hugging Face dataset needs the optional 'datasets' package: "
             "pip install 'tokendim-widgets[datasets]' (or pip install datasets)."
         ) from None
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise TokendimError(f"n must be a positive int or None, got {n!r}.")
+    n = check_optional_int(n, "n")
     try:
         ds: Any = datasets.load_dataset(name, config, split=split)
     except Exception as exc:  # network, unknown id, unknown split: all user-fixable

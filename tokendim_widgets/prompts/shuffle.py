@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import TokendimError
+from ..validation import check_int
 
 if TYPE_CHECKING:
     from .promptset import PromptSet
@@ -61,13 +61,6 @@ class Tokenizer(Protocol):
     def encode(self, text: str, *args: Any, **kwargs: Any) -> Any: ...
 
     def decode(self, *args: Any, **kwargs: Any) -> Any: ...
-
-
-def _check_seed(seed: int, max_tries: int = 1) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TokendimError(f"seed must be an int, got {seed!r}.")
-    if isinstance(max_tries, bool) or not isinstance(max_tries, int) or max_tries < 1:
-        raise TokendimError(f"max_tries must be an int >= 1, got {max_tries!r}.")
 
 
 def _encode(tokenizer: Tokenizer, text: str, add_special_tokens: bool) -> list[int]:
@@ -186,7 +179,7 @@ def shuffled_token_ids(
     --------
     >>> ids = shuffled_token_ids(builtin("code"), tokenizer, seed=1)  # doctest: +SKIP
     """
-    _check_seed(seed)
+    seed = check_int(seed, "seed")
     special = {int(i) for i in getattr(tokenizer, "all_special_ids", None) or ()}
     result: list[list[int]] = []
     for index, text in enumerate(prompts):
@@ -233,7 +226,8 @@ def shuffled_texts(
     >>> control.name  # doctest: +SKIP
     'narrative-shuffled'
     """
-    _check_seed(seed, max_tries)
+    seed = check_int(seed, "seed")
+    max_tries = check_int(max_tries, "max_tries", 1)
     texts = tuple(
         _shuffle_text(tokenizer, text, seed, index, max_tries)
         for index, text in enumerate(prompts.texts)

@@ -8,6 +8,7 @@ traits of its groups in :mod:`tokendim_widgets.wire` (the protocol: docs/wire-pr
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import uuid
 from concurrent.futures import Future
@@ -22,6 +23,7 @@ from .. import export, wire
 from ..errors import TokendimError
 from ..prompts import parse_prompts
 from ..session import Session
+from ..validation import check_float
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -140,7 +142,6 @@ class SessionView(anywidget.AnyWidget):
         super().__init__(**kwargs)
         self.session = session
         self._syncing = threading.local()
-        self._exports: dict[str, Any] = {}
         self._observers: list[tuple[Any, list[str]]] = []
         self.groups = tuple(
             group
@@ -259,8 +260,6 @@ class SessionView(anywidget.AnyWidget):
                     str(content.get("name", "prompts.txt")), str(content.get("text", ""))
                 )
                 self.session.run()
-            elif kind == "export_result":
-                self._exports[str(content.get("request_id"))] = content
         except TokendimError as exc:
             self.error = str(exc)
 
@@ -380,8 +379,7 @@ class SessionView(anywidget.AnyWidget):
                 f"Unknown chart {view!r}: choose 'curve', 'scatter' or 'heatmap' "
                 "('' for the only chart of a standalone view)."
             )
-        if not timeout > 0:
-            raise TokendimError(f"timeout must be a positive number of seconds, got {timeout!r}.")
+        check_float(timeout, "timeout (seconds)", 0.0, math.inf, low_open=True, high_open=True)
         target = Path(path if path is not None else f"{view or self._view}.{fmt}").expanduser()
         if not hasattr(self, "_image_requests"):
             # One handler for every request (added once), so replies never change the list of
@@ -401,7 +399,6 @@ class SessionView(anywidget.AnyWidget):
         if not isinstance(content, dict) or content.get("type") != "export_result":
             return
         request_id = str(content.get("request_id"))
-        self._exports.pop(request_id, None)
         # The first reply wins (a widget displayed twice answers twice); pop is atomic.
         entry = self._image_requests.pop(request_id, None)
         if entry is None:
