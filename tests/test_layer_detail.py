@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from frontend import send_from_browser
-from scipy.spatial.distance import pdist
+from scipy.spatial.distance import pdist, squareform
 
 from tokendim_widgets import HiddenStates, Session
 from tokendim_widgets.errors import TokendimError
+from tokendim_widgets.estimators.correlation import replicate_counts
 from tokendim_widgets.graphs import GraphCache
 from tokendim_widgets.layer_detail import (
     correlation_counts,
@@ -21,6 +22,7 @@ from tokendim_widgets.layer_detail import (
     layer_convergence,
     prompt_ids,
 )
+from tokendim_widgets.resampling import bootstrap_interval, group_multiplicities
 from tokendim_widgets.widgets import ProjectionView
 from tokendim_widgets.widgets.layer_detail import LayerDetail
 
@@ -80,6 +82,18 @@ def test_correlation_counts_are_the_exact_pair_counts():
         assert cc.counts[:, b].sum() == 2 * np.count_nonzero(dists < r)
     assert np.all(np.diff(cc.counts, axis=1) >= 0)
     assert cc.curve[-1] == pytest.approx(1.0)
+    # The same pairs by the prompts of their two points (10 prompts of 30 rows, in order).
+    assert cc.by_prompt.shape == (10, 10, cc.radii.size)
+    np.testing.assert_array_equal(cc.by_prompt.sum(axis=(0, 1)), cc.counts.sum(axis=0))
+    np.testing.assert_array_equal(cc.by_prompt, cc.by_prompt.transpose(1, 0, 2))
+    square = squareform(dists)
+    np.fill_diagonal(square, np.inf)
+    for b in (40, 80):
+        r = cc.radii[b]
+        if np.any(np.abs(dists - r) < 1e-5 * r):
+            continue
+        between = (square[:30, 60:90] < r).sum()  # prompt 0 with prompt 2
+        assert cc.by_prompt[0, 2, b] == between
 
 
 def test_correlation_window_refits_from_the_counts():
@@ -98,6 +112,13 @@ def test_correlation_window_refits_from_the_counts():
     slope = np.polyfit(np.log(cc.radii[inside]), np.log(cc.curve[inside]), 1)[0]
     assert moved["dimension"] == pytest.approx(slope)
     assert moved["n_radii"] == np.count_nonzero(inside)
+    # Its replicates are the correlation dimension's, second-order term included.
+    mult = group_multiplicities(cc.by_prompt.shape[0], 200, 0)
+    reps = replicate_counts(cc.by_prompt, mult)
+    x = np.log(cc.radii[inside])
+    slopes = [np.polyfit(x, np.log(rep[inside]), 1)[0] for rep in reps]
+    low, high = bootstrap_interval(moved["dimension"], np.asarray(slopes), 0.95)[0]
+    assert (moved["lower"], moved["upper"]) == pytest.approx((low, high))
     assert moved["dimension"] != pytest.approx(fit["dimension"])
     with pytest.raises(TokendimError, match="at least three"):
         cc.fit(cc.radii[5], cc.radii[6])
