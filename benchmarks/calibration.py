@@ -108,15 +108,18 @@ def run_cloud(
     draw: Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray | None]],
     replicates: int,
     seed: int,
+    estimators: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Fit every estimator with each interval kind on ``replicates`` fresh clouds."""
+    """Fit every estimator (or those named) with each interval kind on ``replicates`` fresh
+    clouds."""
     kinds = ["analytic", "auto"]
+    chosen = {name: ESTIMATORS[name] for name in estimators or ESTIMATORS}
     records: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
     for r in range(replicates):
         rng = np.random.default_rng([seed, r])
         X, groups = draw(rng)
         graph = build_graph(X, 64, device="cpu")
-        for est_name, make in ESTIMATORS.items():
+        for est_name, make in chosen.items():
             runs = [(k, None) for k in kinds]
             if groups is not None:
                 runs.append(("groups", groups))
@@ -146,7 +149,9 @@ def run_cloud(
     return rows
 
 
-def timing(n: int = 7000, dim: int = 576, repeats: int = 5) -> None:
+def timing(
+    n: int = 7000, dim: int = 576, repeats: int = 5, estimators: list[str] | None = None
+) -> None:
     """CPU time of a fit given the graph, by interval kind (best of ``repeats``, one torch
     thread), on a prompt cloud of ``n`` points in ``dim`` dimensions (one SmolLM2 layer's
     size). CPU time, not wall time: the benchmark machine is shared."""
@@ -158,7 +163,8 @@ def timing(n: int = 7000, dim: int = 576, repeats: int = 5) -> None:
     print(f"n = {X.shape[0]}, D = {dim}, graph k = 64")
     print("| estimator | analytic (ms) | auto, blocks (ms) | auto, groups (ms) | overhead |")
     print("|---|---|---|---|---|")
-    for name, make in ESTIMATORS.items():
+    for name in estimators or ESTIMATORS:
+        make = ESTIMATORS[name]
         times = []
         for kind, g in [("analytic", None), ("auto", None), ("auto", groups)]:
             best = np.inf
@@ -179,11 +185,20 @@ def main() -> None:
     parser.add_argument("--replicates", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--clouds", default="gauss5,gauss10,cube4,prompts")
+    parser.add_argument(
+        "--estimators",
+        default=None,
+        help=f"comma-separated subset of: {', '.join(ESTIMATORS)} (default: all)",
+    )
     parser.add_argument("--timing", action="store_true", help="time the intervals instead")
     args = parser.parse_args()
+    estimators = args.estimators.split(",") if args.estimators else None
+    unknown = sorted(set(estimators or ()) - set(ESTIMATORS))
+    if unknown:
+        parser.error(f"unknown estimators {unknown}; choose from {list(ESTIMATORS)}")
     torch.set_num_threads(1)
     if args.timing:
-        timing()
+        timing(estimators=estimators)
         return
     clouds = {
         "gauss5": ("Gaussian d=5, n=2400", gauss_cloud(2400, 5)),
@@ -196,7 +211,7 @@ def main() -> None:
     for key in args.clouds.split(","):
         label, draw = clouds[key]
         t0 = time.perf_counter()
-        for row in run_cloud(label, draw, args.replicates, args.seed):
+        for row in run_cloud(label, draw, args.replicates, args.seed, estimators):
             print(
                 f"| {row['cloud']} | {row['estimator']} | {row['interval']} | "
                 f"{row['coverage']:.0%} | {row['spread/SE']:.2f} | {row['mean']:.2f} |",

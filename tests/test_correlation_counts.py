@@ -16,7 +16,7 @@ import pytest
 
 from tokendim_widgets.estimators import CorrelationDimension
 from tokendim_widgets.knn import build_graph
-from tokendim_widgets.resampling import group_labels, jackknife_se, normal_interval
+from tokendim_widgets.resampling import normal_interval
 
 # Window radii are lowered by this relative amount before pairs are counted below them
 # (docs/estimators.md), so that a pair whose distance is a window end stays out.
@@ -54,10 +54,36 @@ def brute_counts(X, radii):
     return np.array([np.count_nonzero(upper < r * (1.0 - SHRINK)) for r in radii]), dist
 
 
-def check_exact(est, X):
-    """The window counts, slope and jackknife interval of ``est`` equal brute force's.
+def u_statistic_se(dist, radii):
+    """The slope's standard error for independent points, from the pairs' distances.
 
-    ``est`` has ``interval="analytic"``: the jackknife over random groups of points.
+    Hoeffding's variance of the ordered pair count S, m(m-1) [4(m-2) zeta1 + 2 zeta2], with
+    zeta2 from the pair indicators and zeta1 from the spread of each point's partner count
+    (whose expected scatter is (m-1)(m-2) [(m-4) zeta1 + zeta2]), then the delta method.
+    A negative estimate of the slope's zeta1 counts as 0.
+    """
+    m = dist.shape[0]
+    off = ~np.eye(m, dtype=bool)
+    inside = [(dist < r * (1.0 - SHRINK)) & off for r in radii]
+    c = np.stack([a.sum(axis=1) for a in inside], axis=1).astype(np.float64)
+    total = c.sum(axis=0)
+    both = np.array([[np.count_nonzero(a & b) for b in inside] for a in inside], dtype=float)
+    u = total / (m * (m - 1.0))
+    zeta2 = both / (m * (m - 1.0)) - np.outer(u, u)
+    scatter = (c - c.mean(axis=0)).T @ (c - c.mean(axis=0))
+    zeta1 = (scatter / ((m - 1.0) * (m - 2.0)) - zeta2) / (m - 4.0)
+    cov = m * (m - 1.0) * (4.0 * (m - 2.0) * zeta1 + 2.0 * zeta2)
+    x = np.log(radii)
+    grad = (x - x.mean()) / np.sum((x - x.mean()) ** 2) / total
+    # zeta1 >= 0: the slope's variance is at least that of which pairs fall inside r.
+    floor = 2.0 * m * (m - 1.0) * (grad @ zeta2 @ grad)
+    return float(np.sqrt(max(grad @ cov @ grad, floor)))
+
+
+def check_exact(est, X):
+    """The window counts, slope and point-level interval of ``est`` equal brute force's.
+
+    ``est`` has ``interval="analytic"``: the U-statistic variance of independent points.
     """
     counts, dist = brute_counts(X, est.fit_radii_)
     m = dist.shape[0]
@@ -67,17 +93,11 @@ def check_exact(est, X):
     np.testing.assert_array_equal(est.fit_correlation_integral_, counts / pairs)  # bit for bit
     x = np.log(est.fit_radii_)
     assert est.dimension_ == slope(x, np.log(counts / pairs))
-    # The jackknife: drop each group's points, count again.
-    labels = group_labels(m, est.n_groups, est.random_state)
-    reps = []
-    for g in range(int(labels.max()) + 1):
-        sub = dist[np.ix_(labels != g, labels != g)]
-        k = sub.shape[0]
-        kept = sub[np.triu_indices(k, 1)]
-        left = np.array([np.count_nonzero(kept < r * (1 - SHRINK)) for r in est.fit_radii_])
-        reps.append(slope(x, np.log(left / (k * (k - 1) / 2.0))))
-    interval = normal_interval(est.dimension_, jackknife_se(np.array(reps)), est.confidence)
-    np.testing.assert_allclose(est.dimension_interval_, interval, rtol=1e-12)
+    assert est.interval_method_ == "U-statistic delta method (independent points)"
+    se = u_statistic_se(dist, est.fit_radii_)
+    assert est.standard_error_ == pytest.approx(se, rel=1e-9)
+    interval = normal_interval(est.dimension_, se, est.confidence)
+    np.testing.assert_allclose(est.dimension_interval_, interval, rtol=1e-9)
 
 
 def clouds():

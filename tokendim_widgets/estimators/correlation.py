@@ -26,7 +26,6 @@ from ..resampling import (
     graph_blocks,
     group_labels,
     group_multiplicities,
-    jackknife_se,
     normal_interval,
 )
 from ._base import (
@@ -93,7 +92,8 @@ class CorrelationDimension(IDEstimator):
     max_points : int, default 20000
         Above this many distinct points, count the pairs of a seeded random subset.
     n_groups : int, default 20
-        Groups of the jackknife behind the analytic interval.
+        Unused (checked and kept for a uniform interface): the analytic interval is no longer
+        a jackknife over groups of points, but the U-statistic variance of every point.
     confidence : float, default 0.95
     random_state : int or None, default 0
         Seed of the subset, of the curve's points, of the blocks and of the bootstrap draws.
@@ -101,7 +101,8 @@ class CorrelationDimension(IDEstimator):
     interval : {"auto", "bootstrap", "analytic"}, default "auto"
         ``"auto"`` resamples the ``groups`` given to ``fit`` or, without them, blocks of the
         kNN graph; ``"bootstrap"`` groups or random groups of points; ``"analytic"`` the
-        point-level jackknife (see the module notes).
+        U-statistic variance of independent points, by the delta method (see
+        :func:`slope_standard_error`).
     n_bootstrap : int, default 200
     metric : {"euclidean", "cosine"}, default "euclidean"
         ``"cosine"``: rows scaled to unit length first (chord distance; a ``knn`` graph is
@@ -114,7 +115,7 @@ class CorrelationDimension(IDEstimator):
     standard_error_ : float
     interval_method_ : str
         "group bootstrap", "block bootstrap", "point bootstrap (independent points)" or
-        "jackknife (independent points)".
+        "U-statistic delta method (independent points)".
     n_groups_ : int or None
         Units resampled (None for the analytic interval).
     bootstrap_dimensions_ : numpy.ndarray of shape (n_bootstrap,) or None
@@ -151,6 +152,8 @@ class CorrelationDimension(IDEstimator):
     >>> round(est.dimension_), est.radii_.shape == est.correlation_integral_.shape
     (3, True)
     """
+
+    analytic_method = "U-statistic delta method (independent points)"
 
     def __init__(
         self,
@@ -277,8 +280,8 @@ class CorrelationDimension(IDEstimator):
         if self.interval == "bootstrap":
             labels = group_labels(m, POINT_GROUPS, self.random_state)
             return labels, int(labels.max()) + 1, "point bootstrap (independent points)"
-        labels = group_labels(m, int(self.n_groups), self.random_state)
-        return labels, int(labels.max()) + 1, self.analytic_method
+        # The point-level interval needs each point's own counts, not units of points.
+        return np.zeros(m, dtype=np.int64), 1, self.analytic_method
 
     # -- window and slope ------------------------------------------------------------------
 
@@ -324,12 +327,14 @@ class CorrelationDimension(IDEstimator):
         labels: np.ndarray,
         method: str,
         dists: np.ndarray,
+        row_counts: np.ndarray | None = None,
     ) -> None:
         """Slope, interval and fitted line from the counts by unit pair.
 
         grouped_all: (G, G, W) ordered pairs closer than each of ``count_r``, [g, h] for i in
         unit g and j in unit h; labels: the unit of each counted point; dists: their
-        neighbour distances (for the replicates' windows).
+        neighbour distances (for the replicates' windows); row_counts: (m, W) each point's
+        partners closer than each of ``count_r`` (for the point-level interval).
         """
         grouped = grouped_all[:, :, np.searchsorted(count_r, fit_r)]
         n_g = grouped.shape[0]
@@ -349,17 +354,10 @@ class CorrelationDimension(IDEstimator):
         self.fit_correlation_integral_ = counts / pairs
         self.interval_method_ = method
         if method == self.analytic_method:
-            # Delete-a-group jackknife: ordered pairs touching group g are
-            # M[g, :] + M[:, g] - M[g, g].
-            diag = grouped[np.arange(n_g), np.arange(n_g)]
-            left_out = counts[None, :] - (grouped.sum(axis=1) + grouped.sum(axis=0) - diag)
-            rest = m - np.bincount(labels, minlength=n_g).astype(np.float64)
-            pairs_left = rest * (rest - 1)
-            reps = np.full(n_g, np.nan)
-            for g in range(n_g):
-                if left_out[g, 0] > 0 and pairs_left[g] > 0:
-                    reps[g] = _slope(x, np.log(left_out[g] / pairs_left[g]))[0]
-            se = jackknife_se(reps)
+            if row_counts is None:
+                raise TokendimError("The point-level interval needs each point's counts.")
+            fit_counts = row_counts[:, np.searchsorted(count_r, fit_r)]
+            se = slope_standard_error(x, fit_counts)
             self.standard_error_ = se
             self.dimension_interval_ = normal_interval(float(dim), se, float(self.confidence))
             self.n_groups_ = None
@@ -496,14 +494,19 @@ class CorrelationDimension(IDEstimator):
         # Ordered pairs (i, j), i != j: each row i counts its own partners, from its list when
         # it is uncensored, against every point otherwise.
         keep = ~censored
-        exact_grouped, exact_curve = counter.window_counts(
-            np.flatnonzero(censored), shrunk, curve_r
+        per_row = method == self.analytic_method
+        exact_grouped, exact_curve, exact_rows = counter.window_counts(
+            np.flatnonzero(censored), shrunk, curve_r, per_row=per_row
         )
-        grouped = (
-            _listed_counts(dists[keep], idx[keep], np.flatnonzero(keep), shrunk, tol, counter)
-            + exact_grouped
+        listed_grouped, listed_rows = _listed_counts(
+            dists[keep], idx[keep], np.flatnonzero(keep), shrunk, tol, counter, per_row=per_row
         )
-        self._finish(fit_r, count_r, grouped, labels, method, dists)
+        grouped = listed_grouped + exact_grouped
+        row_counts = None
+        if exact_rows is not None and listed_rows is not None:
+            row_counts = exact_rows
+            row_counts[keep] += listed_rows
+        self._finish(fit_r, count_r, grouped, labels, method, dists, row_counts)
         self.correlation_integral_ = self._curve(
             counter, curve_r, dists, censored, exact_curve, rng
         )
@@ -571,7 +574,8 @@ class CorrelationDimension(IDEstimator):
         grouped = np.bincount(key.ravel(), minlength=n_g * n_g * (w + 1)).reshape(n_g, n_g, w + 1)
         grouped = np.cumsum(grouped, axis=2)[:, :, :w].astype(np.float64)
         pairs = float(n) * (n - 1)
-        self._finish(fit_r, count_r, grouped, labels, method, d)
+        row_counts = _row_counts(b, w) if method == self.analytic_method else None
+        self._finish(fit_r, count_r, grouped, labels, method, d, row_counts)
         last = d[:, -1]
         curve_r = np.geomspace(
             float(d[:, 0].min()),
@@ -635,6 +639,33 @@ def replicate_counts(grouped: np.ndarray, mult: np.ndarray) -> np.ndarray:
     return base + second / math.sqrt(2.0)
 
 
+def slope_standard_error(log_r: np.ndarray, row_counts: np.ndarray) -> float:
+    """Standard error of the slope of ``log C`` on ``log r`` for independent points.
+
+    ``row_counts`` (m, W): each point's partners closer than each radius (the window held
+    fixed). The ordered pair count ``S = sum_i c_i`` is a U-statistic of order 2, whose
+    variance (Hoeffding) is ``m(m-1) [4(m-2) zeta1 + 2 zeta2]``: ``zeta1`` the spread of a
+    point's expected partner count, ``zeta2`` that of one pair (which pairs fall inside r).
+    With ``Q`` the scatter of the ``c_i`` and ``Z`` that of the pair indicators,
+    ``E Q = (m-1)(m-2) [(m-4) zeta1 + zeta2]`` gives the unbiased
+    ``Var S = 2m (2Q - Z) / (m-4)`` (``zeta1 >= 0`` bounds it below by ``2Z``), carried to the
+    slope through its gradient (the delta method).
+    """
+    c = np.asarray(row_counts, dtype=np.float64)
+    m = c.shape[0]
+    totals = c.sum(axis=0)
+    if m < 3 or not np.all(totals > 0):
+        return math.nan
+    dx = log_r - log_r.mean()
+    grad = dx / float(dx @ dx) / totals  # d slope / d S_w
+    first = (c - totals / m) @ grad
+    q = float(first @ first)
+    nested = totals[np.minimum.outer(np.arange(totals.size), np.arange(totals.size))]
+    z = float(grad @ (nested - np.outer(totals, totals) / (m * (m - 1.0))) @ grad)
+    var = 2.0 * m * (2.0 * q - z) / (m - 4.0) if m > 4 else 4.0 * q - 2.0 * z
+    return math.sqrt(max(var, 2.0 * z, 0.0))
+
+
 def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The weighted median of ``values`` under each row of ``weights`` (B, n), shape (B,)."""
     order = np.argsort(values, kind="stable")
@@ -672,15 +703,17 @@ def _listed_counts(
     shrunk: np.ndarray,
     tol: float,
     counter: _PairCounter,
-) -> np.ndarray:
+    per_row: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Ordered pairs (i, listed neighbour j) closer than each radius, by group pair.
 
     ``d``/``idx`` are the graph rows of points ``rows``; ``shrunk`` the (ascending) radii.
     Returns a (G, G, W) array: [g, h, w] counts the pairs with i in group g, j in group h,
-    closer than ``shrunk[w]``. An entry within ``tol`` (relative) of a radius is re-measured
-    as the float64 difference of the rows before it is compared, as every pair of the window
-    is; any other entry compares with every radius as its exact distance would, since the
-    graph's distances are accurate to better than ``tol``.
+    closer than ``shrunk[w]``; and with ``per_row`` each row's own counts, (rows, W), else
+    None. An entry within ``tol`` (relative) of a radius is re-measured as the float64
+    difference of the rows before it is compared, as every pair of the window is; any other
+    entry compares with every radius as its exact distance would, since the graph's distances
+    are accurate to better than ``tol``.
     """
     n_g = counter.n_g
     labels = counter.labels_np
@@ -698,7 +731,19 @@ def _listed_counts(
         b[ii, cc] = np.searchsorted(shrunk**2, exact.cpu().numpy().astype(np.float64), "right")
     key = (labels[rows][:, None] * n_g + labels[idx]) * (w + 1) + b
     grouped = np.bincount(key.ravel(), minlength=n_g * n_g * (w + 1)).reshape(n_g, n_g, w + 1)
-    return np.cumsum(grouped, axis=2)[:, :, :w].astype(np.float64)
+    grouped = np.cumsum(grouped, axis=2)[:, :, :w].astype(np.float64)
+    return grouped, (_row_counts(b, w) if per_row else None)
+
+
+def _row_counts(bins: np.ndarray, w: int) -> np.ndarray:
+    """Each row's entries below each of ``w`` radii, (rows, w), from their radius bins.
+
+    ``bins[i, c]``: the first radius that entry (i, c) is closer than (``w``: none).
+    """
+    n = bins.shape[0]
+    key = (np.arange(n)[:, None] * (w + 1) + bins).ravel()
+    hist = np.bincount(key, minlength=n * (w + 1)).reshape(n, w + 1)
+    return np.cumsum(hist, axis=1)[:, :w].astype(np.float64)
 
 
 class _PairCounter:
@@ -795,19 +840,21 @@ class _PairCounter:
                 yield qi, order, block, 0
 
     def window_counts(
-        self, rows: np.ndarray, shrunk: np.ndarray, curve_r: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self, rows: np.ndarray, shrunk: np.ndarray, curve_r: np.ndarray, per_row: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(G, G, W) ordered pairs (i in rows, j != i) closer than each radius, by group pair.
 
         Exact: a pair's radius bin is read from its float32 squared distance where the
         float32 error bound leaves no radius within reach of it; every other pair that could
         be closer than the largest radius is measured as the float64 difference of the rows
         (as the kNN search verifies its own selection). The same pass also gives these rows'
-        curve counts at ``curve_r`` (as :meth:`curve_counts`).
+        curve counts at ``curve_r`` (as :meth:`curve_counts`) and, with ``per_row``, the
+        partners of each of these rows, (m, W) (0 for the other points; None without).
         """
         curve = torch.zeros(int(curve_r.size) + 1, dtype=torch.int64, device=self.dev)
         dev, n_g, w = self.dev, self.n_g, int(shrunk.size)
         hist = torch.zeros(n_g * n_g * (w + 1), dtype=torch.int64, device=dev)
+        own = torch.zeros(self.m * (w + 1) if per_row else 0, dtype=torch.int64, device=dev)
         fit_b = torch.as_tensor(np.asarray(shrunk) ** 2, dtype=self.wide, device=dev)
         r_top = float(np.max(shrunk))
         r_bottom = float(np.min(shrunk))
@@ -844,11 +891,19 @@ class _PairCounter:
                 wb[unsure] = torch.bucketize(exact, fit_b, right=True)
             li, lj = lab[pi], lab[pj]
             key = (li * n_g + lj) * (w + 1) + wb
-            back = ((lj * n_g + li) * (w + 1) + wb)[jj < n_in]  # pairs of two rows: both ways
+            both = jj < n_in  # pairs of two rows: counted both ways
+            back = ((lj * n_g + li) * (w + 1) + wb)[both]
             hist += torch.bincount(torch.cat([key, back]), minlength=hist.numel())
+            if per_row:
+                mine = torch.cat([pi * (w + 1) + wb, (pj * (w + 1) + wb)[both]])
+                own += torch.bincount(mine, minlength=own.numel())
         grouped = hist.view(n_g, n_g, w + 1).cumsum(dim=2)[:, :, :w]
         curve_counts = torch.cumsum(curve, 0)[:-1].cpu().numpy().astype(np.float64)
-        return grouped.cpu().numpy().astype(np.float64), curve_counts
+        row_counts = None
+        if per_row:
+            row_counts = own.view(self.m, w + 1).cumsum(dim=1)[:, :w].cpu().numpy()
+            row_counts = row_counts.astype(np.float64)
+        return grouped.cpu().numpy().astype(np.float64), curve_counts, row_counts
 
     def _curve_hist(self, block: torch.Tensor, n_in: int, curve_r: np.ndarray) -> torch.Tensor:
         """Histogram of a block's pairs over the curve's radii (pairs of two rows twice)."""
