@@ -136,6 +136,26 @@ def test_the_tiny_llama_loads_as_transformers_loads_it(tmp_path, tokenizer, dtyp
     _assert_same(path, tmp_path, dtype)
 
 
+def test_the_header_reads_as_ggufs_reader_reads_it(tmp_path, tokenizer):
+    import gguf
+
+    path = write_tiny_gguf(tmp_path / "tiny.gguf", tokenizer, architecture="qwen2", name="t")
+    metadata, tensors, data_start = one_pass.read_header(path, {"tokenizer.ggml.merges"})
+    reader = gguf.GGUFReader(path)
+    assert [t.name for t in tensors] == [t.name for t in reader.tensors]
+    for mine, theirs in zip(tensors, reader.tensors, strict=True):
+        assert mine.shape == tuple(reversed(theirs.shape.tolist()))
+        assert mine.ggml_type == theirs.tensor_type and mine.nbytes == theirs.n_bytes
+        assert data_start + mine.offset == theirs.data_offset
+    assert metadata["general.architecture"] == "qwen2" and metadata["general.name"] == "t"
+    assert metadata["qwen2.block_count"] == 2 and metadata["tokenizer.ggml.add_bos_token"]
+    assert metadata["tokenizer.ggml.tokens"] == len(tokenizer)  # not asked for: its length
+    merges = reader.fields["tokenizer.ggml.merges"]
+    assert metadata["tokenizer.ggml.merges"] == [
+        merges.contents(i) for i in range(len(merges.data))
+    ]
+
+
 def test_the_names_match_transformers_weights_map(tmp_path, tokenizer):
     import gguf
     from transformers import AutoModelForCausalLM

@@ -151,6 +151,8 @@ class _Reader:
         metadata: dict[str, Any] = {}
         for _ in range(n_keys):
             key = self.string()
+            if key in metadata:  # gguf's reader keeps both, under two names
+                raise ValueError(f"the metadata key {key!r} appears twice")
             (kind,) = _U32.unpack_from(self.buffer, self.pos)
             self.pos += 4
             metadata[key] = self.value(kind, key)
