@@ -1,4 +1,4 @@
-"""A tiny random Llama model written as a ``.gguf`` file (Q8_0 weights), for the load tests.
+"""A tiny random Llama (or Qwen2) written as a ``.gguf`` file (Q8_0 weights), for the load tests.
 
 Built with the gguf package's writer from the offline BPE tokenizer of the shared fixtures, so
 the tests exercise transformers' real GGUF reader (metadata, tokenizer, de-quantisation)
@@ -20,11 +20,20 @@ HEADS = 4
 KV_HEADS = 2
 
 
-def write_tiny_gguf(path: Path, tokenizer: Any, *, seed: int = 0) -> Path:
-    """Write a 2-block Llama of width 64 with ``tokenizer``'s vocabulary to ``path``.
+def write_tiny_gguf(
+    path: Path,
+    tokenizer: Any,
+    *,
+    seed: int = 0,
+    architecture: str = "llama",
+    name: str | None = None,
+) -> Path:
+    """Write a 2-block model of width 64 with ``tokenizer``'s vocabulary to ``path``.
 
-    The 2-D weights are quantised to Q8_0 (their inner sizes are multiples of 32), the norms
-    stay float32; the weights are seeded, so a seed gives the same file.
+    ``architecture`` is ``"llama"`` or ``"qwen2"`` (the same blocks, with biases on the query,
+    key and value projections); ``name`` goes to ``general.name``. The 2-D weights are
+    quantised to Q8_0 (their inner sizes are multiples of 32), the norms and biases stay
+    float32; the weights are seeded, so a seed gives the same file.
     """
     import gguf
 
@@ -36,7 +45,9 @@ def write_tiny_gguf(path: Path, tokenizer: Any, *, seed: int = 0) -> Path:
     n_vocab = len(tokens)
 
     rng = np.random.default_rng(seed)
-    writer = gguf.GGUFWriter(str(path), "llama")
+    writer = gguf.GGUFWriter(str(path), architecture)
+    if name is not None:
+        writer.add_name(name)
     writer.add_context_length(128)
     writer.add_embedding_length(HIDDEN)
     writer.add_block_count(BLOCKS)
@@ -64,6 +75,9 @@ def write_tiny_gguf(path: Path, tokenizer: Any, *, seed: int = 0) -> Path:
     def norm(name: str) -> None:
         writer.add_tensor(name, (1.0 + 0.1 * rng.normal(size=HIDDEN)).astype(np.float32))
 
+    def bias(name: str, size: int) -> None:
+        writer.add_tensor(name, (0.1 * rng.normal(size=size)).astype(np.float32))
+
     kv_width = HIDDEN // HEADS * KV_HEADS
     matrix("token_embd.weight", n_vocab, HIDDEN)
     for i in range(BLOCKS):
@@ -71,6 +85,10 @@ def write_tiny_gguf(path: Path, tokenizer: Any, *, seed: int = 0) -> Path:
         matrix(f"blk.{i}.attn_q.weight", HIDDEN, HIDDEN)
         matrix(f"blk.{i}.attn_k.weight", kv_width, HIDDEN)
         matrix(f"blk.{i}.attn_v.weight", kv_width, HIDDEN)
+        if architecture == "qwen2":
+            bias(f"blk.{i}.attn_q.bias", HIDDEN)
+            bias(f"blk.{i}.attn_k.bias", kv_width)
+            bias(f"blk.{i}.attn_v.bias", kv_width)
         matrix(f"blk.{i}.attn_output.weight", HIDDEN, HIDDEN)
         norm(f"blk.{i}.ffn_norm.weight")
         matrix(f"blk.{i}.ffn_gate.weight", FFN, HIDDEN)

@@ -25,7 +25,7 @@ import os
 import re
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -633,9 +633,15 @@ def _hub_error(exc: BaseException, spec: ModelRef, token: Any) -> TokendimError 
 
 
 def _from_pretrained(loader: Any, spec: ModelRef, **kwargs: Any) -> Any:
-    token = kwargs.get("token")
+    return _reading(
+        spec, kwargs.get("token"), lambda: loader.from_pretrained(spec.source, **kwargs)
+    )
+
+
+def _reading(spec: ModelRef, token: Any, read: Callable[[], Any]) -> Any:
+    """``read()``, its failures turned into our errors (hub access, remote code, GGUF files)."""
     try:
-        return loader.from_pretrained(spec.source, **kwargs)
+        return read()
     except TokendimError:
         raise
     except ImportError as exc:
@@ -790,6 +796,17 @@ def _quiet_transformers(bar: Progress | None = None) -> Iterator[None]:
 _quiet_lock = threading.RLock()
 
 
+def _one_pass(spec: ModelRef) -> Any:
+    """The one-pass plan of a GGUF model (:mod:`tokendim_widgets._gguf`), or None where
+    transformers' standard ``from_pretrained(gguf_file=...)`` loads it: not a GGUF file, an
+    architecture outside the one-pass path, or no gguf package / transformers 5 here."""
+    if spec.gguf_file is None or spec.path is None:
+        return None
+    from ._gguf import plan
+
+    return plan(spec.path)
+
+
 def _gguf_tensor_count(path: Path) -> int:
     """Number of tensors of a GGUF file, read from its fixed header (0 when implausible)."""
     with open(path, "rb") as f:
@@ -824,7 +841,11 @@ def _load(
     """
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-    config = _from_pretrained(AutoConfig, spec, **common)
+    plan = _one_pass(spec)
+    if plan is not None:
+        config = _reading(spec, None, lambda: plan.config(spec.source))
+    else:
+        config = _from_pretrained(AutoConfig, spec, **common)
     task = detect_task(config, spec)
     loader = AutoModelForCausalLM if task == "causal" else AutoModel
     kwargs: dict[str, Any] = {**common, "config": config, _dtype_kwarg(): torch_dtype}
@@ -843,11 +864,18 @@ def _load(
             kwargs["device_map"] = "auto"
             spread = True
     with _quiet_transformers(bar):
-        model = _from_pretrained(loader, spec, **kwargs)
+        if plan is not None and not spread:
+            model = _reading(spec, None, lambda: plan.model(loader, config, torch_dtype, bar))
+        else:
+            model = _from_pretrained(loader, spec, **kwargs)
         if not spread:
             model.to(target)
         model.eval()
-        tokenizer = _from_pretrained(AutoTokenizer, spec, **common)
+        if plan is not None:
+            name = str(spec.gguf_file)  # a plan is only made for a GGUF file
+            tokenizer = _reading(spec, None, lambda: plan.tokenizer(config, spec.source, name))
+        else:
+            tokenizer = _from_pretrained(AutoTokenizer, spec, **common)
     return model, tokenizer, task
 
 
@@ -1092,9 +1120,15 @@ def load_config(
         if entry is not None:
             source = _cached_spec(spec, entry.path)
             common.pop("gguf_file")
+    plan = _one_pass(source)
     with _quiet_transformers():
-        config = _from_pretrained(AutoConfig, source, **common)
-        tokenizer = _from_pretrained(AutoTokenizer, source, **common)
+        if plan is not None:
+            name = str(source.gguf_file)  # a plan is only made for a GGUF file
+            config = _reading(source, None, lambda: plan.config(source.source))
+            tokenizer = _reading(source, None, lambda: plan.tokenizer(config, source.source, name))
+        else:
+            config = _from_pretrained(AutoConfig, source, **common)
+            tokenizer = _from_pretrained(AutoTokenizer, source, **common)
     return config, tokenizer, spec, detect_task(config, spec)
 
 
