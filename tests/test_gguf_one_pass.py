@@ -22,7 +22,7 @@ from tokendim_widgets.errors import TokendimError
 from tokendim_widgets.models import ALIASES, load_model, resolve_model
 
 pytest.importorskip("gguf")
-one_pass = pytest.importorskip("tokendim_widgets._gguf")
+one_pass = pytest.importorskip("tokendim_widgets.gguf_loading")
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",

@@ -797,12 +797,12 @@ _quiet_lock = threading.RLock()
 
 
 def _one_pass(spec: ModelRef) -> Any:
-    """The one-pass plan of a GGUF model (:mod:`tokendim_widgets._gguf`), or None where
+    """The one-pass plan of a GGUF model (:mod:`tokendim_widgets.gguf_loading`), or None where
     transformers' standard ``from_pretrained(gguf_file=...)`` loads it: not a GGUF file, an
     architecture outside the one-pass path, or no gguf package / transformers 5 here."""
     if spec.gguf_file is None or spec.path is None:
         return None
-    from ._gguf import plan
+    from .gguf_loading import plan
 
     return plan(spec.path)
 
