@@ -31,8 +31,11 @@ def _outputs(pair) -> torch.Tensor:
 
 
 def _conversions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records every read of a GGUF model's weights (transformers de-quantises it then)."""
+    """Records every read of a GGUF model's weights: through transformers (which de-quantises
+    it then) or through the one-pass loader's public ``GgufPlan.state_dict``."""
     import transformers
+
+    from tokendim_widgets import gguf_loading
 
     calls: list[str] = []
     real = transformers.AutoModelForCausalLM.from_pretrained
@@ -43,6 +46,14 @@ def _conversions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return real(*args, **kwargs)
 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
+    if gguf_loading.AVAILABLE:
+        real_state = gguf_loading.GgufPlan.state_dict
+
+        def state_spy(plan, *args, **kwargs):
+            calls.append(plan.path.name)
+            return real_state(plan, *args, **kwargs)
+
+        monkeypatch.setattr(gguf_loading.GgufPlan, "state_dict", state_spy)
     return calls
 
 
