@@ -66,17 +66,20 @@ def run_cell(page: Any, index: int) -> None:
     page.keyboard.press("Shift+Enter")
 
 
-def wait_output(page: Any, pattern: str, *, timeout: float = 60) -> str:
-    """Wait until some cell output matches ``pattern``; return that output's text."""
+def wait_output(
+    page: Any, pattern: str, *, timeout: float = 60, selector: str = ".jp-OutputArea-output"
+) -> str:
+    """Wait until some element of ``selector`` (by default a cell output) matches ``pattern``;
+    return that element's text."""
     handle = page.wait_for_function(
-        """(pattern) => {
+        """([pattern, selector]) => {
             const re = new RegExp(pattern);
-            for (const el of document.querySelectorAll('.jp-OutputArea-output')) {
+            for (const el of document.querySelectorAll(selector)) {
                 if (re.test(el.textContent || '')) return el.textContent;
             }
             return null;
         }""",
-        arg=pattern,
+        arg=[pattern, selector],
         timeout=timeout * 1000,
     )
     return str(handle.json_value())

@@ -85,18 +85,7 @@ def _label(page: Any, prefix: str) -> str:
 
 
 def _wait_label(page: Any, pattern: str, timeout: float = 60) -> str:
-    handle = page.wait_for_function(
-        """(pattern) => {
-            const re = new RegExp(pattern);
-            for (const el of document.querySelectorAll('.widget-label')) {
-                if (re.test(el.textContent || '')) return el.textContent;
-            }
-            return null;
-        }""",
-        arg=pattern,
-        timeout=timeout * 1000,
-    )
-    return str(handle.json_value())
+    return wait_output(page, pattern, timeout=timeout, selector=".widget-label")
 
 
 def _fit(text: str) -> tuple[float, float, float]:
