@@ -160,8 +160,12 @@ def test_report_progress_on_a_terminal_is_one_bar(tiny_dir, tmp_path, monkeypatc
     frames = terminal.getvalue().split("\r")
     shown = [frame.split("  ")[0].strip() for frame in frames if frame.strip()]
     assert "extracting" in shown and "pca projections" in shown and "writing" in shown
-    # The layers the session had not projected, counted up to the last one at 100%.
-    assert any(re.match(r"projections, layer (\d+)/\1 .*100%$", frame) for frame in frames)
+    # The layers the session had not projected, counted up to the last one at 100%. The
+    # session projects layers in the background until the command cancels it, so on a fast
+    # run it may have projected them all: then there is nothing left to count.
+    counted = [frame for frame in frames if frame.startswith("projections, layer")]
+    if counted:
+        assert any(re.match(r"projections, layer (\d+)/\1 .*100%$", frame) for frame in counted)
     assert frames[-1] == ""  # the bar is cleared at the end (written over, then \r)
 
 
