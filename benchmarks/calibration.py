@@ -15,7 +15,12 @@ Clouds:
   latent space: a random centre, orientation, dimension (1, 2 or 3), size and noise level;
   its tokens follow an AR(1) walk on the patch (successive tokens correlated) plus 6-d noise;
   embedded in D = 64 by a fixed random map with a mild nonlinearity. Fitted with ``groups`` =
-  prompt of each token ("groups" rows), and without (the "auto" rows: blocks of the graph).
+  prompt of each token ("groups" rows), and without (the "auto" rows: blocks of the graph; for
+  the correlation dimension the U-statistic plus the blocks' excess, and a "blocks" row with
+  the blocks alone, given as groups).
+
+``--clouds`` also takes ``gauss3``, ``cube8``, ``prompts80x30`` and ``prompts200x12``; the first
+three were held out from the choice of the correlation dimension's ``BLOCK_ARTEFACT``.
 
 Run (about 20 minutes on a 2-core CPU at the defaults)::
 
@@ -35,6 +40,7 @@ from scipy.signal import lfilter
 
 from tokendim_widgets.estimators import GRIDE, MLE, CorrelationDimension, TwoNN
 from tokendim_widgets.knn import build_graph
+from tokendim_widgets.resampling import AUTO_BLOCKS, graph_blocks
 
 D_EMBED = 64
 
@@ -123,8 +129,11 @@ def run_cloud(
             runs = [(k, None) for k in kinds]
             if groups is not None:
                 runs.append(("groups", groups))
+            if est_name == "Correlation":
+                # The bootstrap over the blocks its default combines with the U-statistic.
+                runs.append(("blocks", graph_blocks(graph.indices, AUTO_BLOCKS, r)))
             for kind, g in runs:
-                interval = "auto" if kind == "groups" else kind
+                interval = "auto" if kind in ("groups", "blocks") else kind
                 est = make(interval=interval, random_state=r).fit(X, knn=graph, groups=g)
                 low, high = est.dimension_interval_
                 records.setdefault((est_name, kind), []).append(
@@ -205,6 +214,10 @@ def main() -> None:
         "gauss10": ("Gaussian d=10, n=2400", gauss_cloud(2400, 10)),
         "cube4": ("uniform cube d=4, n=2400", cube_cloud(2400, 4)),
         "prompts": ("40 prompts x 60 tokens", prompt_cloud(40, 60)),
+        "gauss3": ("Gaussian d=3, n=2400", gauss_cloud(2400, 3)),
+        "cube8": ("uniform cube d=8, n=2400", cube_cloud(2400, 8)),
+        "prompts80x30": ("80 prompts x 30 tokens", prompt_cloud(80, 30)),
+        "prompts200x12": ("200 prompts x 12 tokens", prompt_cloud(200, 12)),
     }
     print("| cloud | estimator | interval | coverage | spread / mean SE | mean estimate |")
     print("|---|---|---|---|---|---|")

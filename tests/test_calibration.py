@@ -8,8 +8,10 @@ from scipy.signal import lfilter
 
 from tokendim_widgets.errors import TokendimError
 from tokendim_widgets.estimators import GRIDE, MLE, CorrelationDimension, PCADimension, TwoNN
+from tokendim_widgets.estimators.correlation import BLENDED_METHOD, BLOCK_ARTEFACT
 from tokendim_widgets.knn import build_graph
 from tokendim_widgets.resampling import (
+    AUTO_BLOCKS,
     as_group_labels,
     bootstrap_interval,
     distinct_weights,
@@ -136,9 +138,10 @@ def test_intervals_hold_the_estimate_and_keep_it(est: object, cloud: tuple) -> N
     analytic = type(est)(**{**est.get_params(), "interval": "analytic"}).fit(X, knn=graph)
     assert analytic.bootstrap_dimensions_ is None and analytic.n_groups_ is None
     assert "independent points" in analytic.interval_method_
+    blended = isinstance(est, CorrelationDimension)  # U-statistic + the blocks' excess
     for kind, g, method in [
         ("auto", groups, "group bootstrap"),
-        ("auto", None, "block bootstrap"),
+        ("auto", None, BLENDED_METHOD if blended else "block bootstrap"),
         ("bootstrap", None, "point bootstrap (independent points)"),
     ]:
         fitted = type(est)(**{**est.get_params(), "interval": kind, "n_bootstrap": 60})
@@ -147,6 +150,9 @@ def test_intervals_hold_the_estimate_and_keep_it(est: object, cloud: tuple) -> N
         lo, hi = fitted.dimension_interval_
         assert lo <= fitted.dimension_ <= hi and hi > lo
         assert fitted.interval_method_ == method
+        if method == BLENDED_METHOD:
+            assert fitted.bootstrap_dimensions_ is None and fitted.n_groups_ is not None
+            continue
         assert fitted.bootstrap_dimensions_.shape == (60,)
         assert np.isfinite(fitted.bootstrap_dimensions_).mean() > 0.95
         if g is not None:
@@ -287,6 +293,27 @@ def test_correlation_point_interval_is_calibrated_on_independent_points() -> Non
     coverage = np.mean((arr[:, 2] <= truth) & (truth <= arr[:, 3]))
     assert 0.8 < ratio < 1.25, ratio
     assert 0.85 <= coverage <= 1.0, coverage
+
+
+def test_correlation_default_without_groups_adds_what_the_blocks_find_beyond_independence(
+    cloud: tuple,
+) -> None:
+    X, _, graph = cloud
+    point = CorrelationDimension(interval="analytic").fit(X, knn=graph)
+    blended = CorrelationDimension().fit(X, knn=graph)
+    assert blended.interval_method_ == BLENDED_METHOD
+    # The same blocks, given as groups, are the block bootstrap the default measures.
+    blocks = graph_blocks(graph.indices, AUTO_BLOCKS, 0)
+    by_blocks = CorrelationDimension().fit(X, knn=graph, groups=blocks)
+    assert by_blocks.interval_method_ == "group bootstrap"
+    se_u, se_b = point.standard_error_, by_blocks.standard_error_
+    expected = np.sqrt(se_u**2 + max(0.0, se_b**2 - BLOCK_ARTEFACT * se_u**2))
+    assert blended.standard_error_ == pytest.approx(expected, rel=1e-9)
+    # Prompts as patches of their own: the blocks see them, and the interval widens.
+    assert se_b**2 > 3 * se_u**2
+    assert blended.standard_error_ > 1.5 * se_u
+    lo, hi = blended.dimension_interval_
+    assert hi - lo == pytest.approx(2 * 1.959964 * blended.standard_error_, rel=1e-5)
 
 
 def test_replicate_counts_weigh_pairs_as_a_u_statistic() -> None:

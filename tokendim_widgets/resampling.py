@@ -147,6 +147,10 @@ def distinct_weights(row_weights: np.ndarray, inverse: np.ndarray, n_unique: int
     return out
 
 
+#: Blocks of the graph resampled by ``interval="auto"`` without groups (benchmarks/README.md).
+AUTO_BLOCKS = 40
+
+
 def graph_blocks(indices: np.ndarray, n_blocks: int, random_state: int | None) -> np.ndarray:
     """Cut a kNN graph into about ``n_blocks`` spatially coherent blocks; one label per point.
 

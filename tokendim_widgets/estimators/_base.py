@@ -17,6 +17,7 @@ import torch
 from ..errors import TokendimError
 from ..knn import KNNGraph, TooFewPoints, as_points, deduplicate, graph_from_arrays, search
 from ..resampling import (
+    AUTO_BLOCKS,
     as_group_labels,
     bootstrap_interval,
     distinct_weights,
@@ -32,8 +33,6 @@ __all__ = ["IDEstimator"]
 INTERVALS = ("auto", "bootstrap", "analytic")
 #: Values of the ``metric`` parameter.
 METRICS = ("euclidean", "cosine")
-#: Blocks of the graph resampled by ``interval="auto"`` without groups (benchmarks/README.md).
-AUTO_BLOCKS = 40
 
 _E = TypeVar("_E", bound="IDEstimator")
 

@@ -21,6 +21,7 @@ from ..errors import TokendimError
 from ..knn import KNNGraph, TooFewPoints, as_points, column_mean, float32_error, search
 from ..knn import knn as knn_search
 from ..resampling import (
+    AUTO_BLOCKS,
     as_group_labels,
     bootstrap_interval,
     graph_blocks,
@@ -29,7 +30,6 @@ from ..resampling import (
     normal_interval,
 )
 from ._base import (
-    AUTO_BLOCKS,
     IDEstimator,
     as_graph,
     check_choice,
@@ -62,6 +62,11 @@ _GRAPH_FACTOR = 3
 MAX_GROUPS = 1024
 #: Random groups of points behind ``interval="bootstrap"`` without groups.
 POINT_GROUPS = 100
+#: Variance the bootstrap over blocks of the graph finds on independent points, relative to
+#: the U-statistic variance (0.85-2.4 by cloud, 1.5 typical; benchmarks/README.md). Without
+#: groups, only the blocks' variance beyond this is taken as dependence between points.
+BLOCK_ARTEFACT = 1.5
+BLENDED_METHOD = "U-statistic delta method + excess of graph blocks"
 #: Radii of the grid a bootstrap counts at, from r_min / GRID_BELOW to r_max. A replicate's
 #: window ends move by a few %; above r_max its log C is extrapolated along the grid's last
 #: slope (counting there would make more rows censored: 3.4x the time of the fit, measured).
@@ -99,9 +104,11 @@ class CorrelationDimension(IDEstimator):
         Seed of the subset, of the curve's points, of the blocks and of the bootstrap draws.
     device : str, default "auto"
     interval : {"auto", "bootstrap", "analytic"}, default "auto"
-        ``"auto"`` resamples the ``groups`` given to ``fit`` or, without them, blocks of the
-        kNN graph; ``"bootstrap"`` groups or random groups of points; ``"analytic"`` the
-        U-statistic variance of independent points, by the delta method (see
+        ``"auto"`` resamples the ``groups`` given to ``fit``; without them it takes the
+        U-statistic variance of independent points and adds what a bootstrap over blocks of
+        the kNN graph finds beyond :data:`BLOCK_ARTEFACT` times it (dependence the user did not
+        name; a normal interval). ``"bootstrap"`` resamples groups or random groups of points;
+        ``"analytic"`` is the U-statistic variance alone, by the delta method (see
         :func:`slope_standard_error`).
     n_bootstrap : int, default 200
     metric : {"euclidean", "cosine"}, default "euclidean"
@@ -114,12 +121,13 @@ class CorrelationDimension(IDEstimator):
     dimension_interval_ : tuple of float
     standard_error_ : float
     interval_method_ : str
-        "group bootstrap", "block bootstrap", "point bootstrap (independent points)" or
+        "group bootstrap", :data:`BLENDED_METHOD`, "point bootstrap (independent points)" or
         "U-statistic delta method (independent points)".
     n_groups_ : int or None
         Units resampled (None for the analytic interval).
     bootstrap_dimensions_ : numpy.ndarray of shape (n_bootstrap,) or None
-        Replicate estimates, paired across fits with the same groups and seed.
+        Replicate estimates, paired across fits with the same groups and seed (None where the
+        interval is not a bootstrap's).
     local_slope_ : numpy.ndarray
         ``d log C / d log r`` at each of ``radii_`` (same length; central differences, NaN
         where C is 0): a plateau is a scaling range.
@@ -276,7 +284,7 @@ class CorrelationDimension(IDEstimator):
             return self._codes[rows], self._n_labels, "group bootstrap"
         if self.interval == "auto":
             labels = graph_blocks(idx, AUTO_BLOCKS, self.random_state)
-            return labels, int(labels.max()) + 1, "block bootstrap"
+            return labels, int(labels.max()) + 1, BLENDED_METHOD
         if self.interval == "bootstrap":
             labels = group_labels(m, POINT_GROUPS, self.random_state)
             return labels, int(labels.max()) + 1, "point bootstrap (independent points)"
@@ -353,23 +361,32 @@ class CorrelationDimension(IDEstimator):
         self.fit_radii_ = fit_r
         self.fit_correlation_integral_ = counts / pairs
         self.interval_method_ = method
-        if method == self.analytic_method:
+        se_points = math.nan
+        if method in (self.analytic_method, BLENDED_METHOD):
             if row_counts is None:
                 raise TokendimError("The point-level interval needs each point's counts.")
-            fit_counts = row_counts[:, np.searchsorted(count_r, fit_r)]
-            se = slope_standard_error(x, fit_counts)
-            self.standard_error_ = se
-            self.dimension_interval_ = normal_interval(float(dim), se, float(self.confidence))
-            self.n_groups_ = None
-            self.bootstrap_dimensions_ = None
+            se_points = slope_standard_error(x, row_counts[:, np.searchsorted(count_r, fit_r)])
+        if method == self.analytic_method:
+            self._normal(float(dim), se_points, None)
             return
         mult = group_multiplicities(n_g, int(self.n_bootstrap), self.random_state)
         boot = self._replicate_slopes(count_r, grouped_all, mult, labels, dists)
+        self.n_groups_ = n_g
+        if method == BLENDED_METHOD:
+            _, se_blocks = bootstrap_interval(float(dim), boot, float(self.confidence))
+            excess = max(0.0, se_blocks**2 - BLOCK_ARTEFACT * se_points**2)
+            self._normal(float(dim), math.sqrt(se_points**2 + excess), n_g)
+            return
         self.bootstrap_dimensions_ = boot
         self.dimension_interval_, self.standard_error_ = bootstrap_interval(
             float(dim), boot, float(self.confidence)
         )
+
+    def _normal(self, dim: float, se: float, n_g: int | None) -> None:
+        self.standard_error_ = se
+        self.dimension_interval_ = normal_interval(dim, se, float(self.confidence))
         self.n_groups_ = n_g
+        self.bootstrap_dimensions_ = None
 
     def _replicate_slopes(
         self,
@@ -494,7 +511,7 @@ class CorrelationDimension(IDEstimator):
         # Ordered pairs (i, j), i != j: each row i counts its own partners, from its list when
         # it is uncensored, against every point otherwise.
         keep = ~censored
-        per_row = method == self.analytic_method
+        per_row = method in (self.analytic_method, BLENDED_METHOD)
         exact_grouped, exact_curve, exact_rows = counter.window_counts(
             np.flatnonzero(censored), shrunk, curve_r, per_row=per_row
         )
@@ -574,7 +591,8 @@ class CorrelationDimension(IDEstimator):
         grouped = np.bincount(key.ravel(), minlength=n_g * n_g * (w + 1)).reshape(n_g, n_g, w + 1)
         grouped = np.cumsum(grouped, axis=2)[:, :, :w].astype(np.float64)
         pairs = float(n) * (n - 1)
-        row_counts = _row_counts(b, w) if method == self.analytic_method else None
+        per_row = method in (self.analytic_method, BLENDED_METHOD)
+        row_counts = _row_counts(b, w) if per_row else None
         self._finish(fit_r, count_r, grouped, labels, method, d, row_counts)
         last = d[:, -1]
         curve_r = np.geomspace(
