@@ -485,6 +485,31 @@ def test_warm_up_returns_one_future_and_sets_ready() -> None:
     in_new_process(WARM_UP)
 
 
+# The background warm-up yields the CPU to the foreground work (nice is per thread on Linux).
+WARM_UP_PRIORITY = """
+import os, threading, time
+from tokendim_widgets import projection as P
+before = os.getpriority(os.PRIO_PROCESS, 0)
+future = P.warm_up(background=True)
+(thread,) = [t for t in threading.enumerate() if t.name == "tokendim-umap-warm-up"]
+seen = set()
+while thread.is_alive() and 19 not in seen:
+    try:
+        seen.add(os.getpriority(os.PRIO_PROCESS, thread.native_id))
+    except OSError:  # the thread has just ended
+        break
+    time.sleep(0.001)
+assert 19 in seen, seen
+assert os.getpriority(os.PRIO_PROCESS, 0) == before  # this thread keeps its priority
+assert future.result(timeout=600) is None
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_background_warm_up_runs_at_the_lowest_priority() -> None:
+    in_new_process(WARM_UP_PRIORITY)
+
+
 # --------------------------------------------------------------------------------------------
 # layers
 

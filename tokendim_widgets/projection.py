@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Sequence
@@ -500,7 +501,9 @@ def warm_up(background: bool = True, *, parallel: bool = False) -> Future[None]:
     ----------
     background : bool, default True
         Run on a daemon thread and return at once; with False, run here and raise
-        :class:`TokendimError` if umap-learn is missing.
+        :class:`TokendimError` if umap-learn is missing. The thread runs at the lowest CPU
+        priority (Linux, without ``parallel``): it takes only what the extraction and the
+        kNN searches leave idle, instead of slowing the first curve.
     parallel : bool, default False
         Also compile the parallel kernel used by ``umap_2d(..., seed=None)``.
 
@@ -532,6 +535,8 @@ def warm_up(background: bool = True, *, parallel: bool = False) -> Future[None]:
     def work() -> None:
         if not future.set_running_or_notify_cancel():
             return
+        if background and not parallel:
+            _background_priority()
         try:
             if previous is not None:
                 previous.result()
@@ -549,6 +554,18 @@ def warm_up(background: bool = True, *, parallel: bool = False) -> Future[None]:
         work()
         future.result()
     return future
+
+
+def _background_priority() -> None:
+    """Give the calling thread the lowest CPU priority (nice 19), where that is per thread.
+
+    On Linux a thread's nice value is its own (and its children's): a background compile then
+    runs on the cores the foreground work leaves idle. Elsewhere nothing changes (there the
+    call would name a process, not this thread).
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 def umap_ready() -> bool:
