@@ -66,6 +66,7 @@ POINT_GROUPS = 100
 #: the U-statistic variance (0.85-2.4 by cloud, 1.5 typical; benchmarks/README.md). Without
 #: groups, only the blocks' variance beyond this is taken as dependence between points.
 BLOCK_ARTEFACT = 1.5
+#: ``interval_method_`` of that default.
 BLENDED_METHOD = "U-statistic delta method + excess of graph blocks"
 #: Radii of the grid a bootstrap counts at, from r_min / GRID_BELOW to r_max. A replicate's
 #: window ends move by a few %; above r_max its log C is extrapolated along the grid's last
@@ -362,7 +363,7 @@ class CorrelationDimension(IDEstimator):
         self.fit_correlation_integral_ = counts / pairs
         self.interval_method_ = method
         se_points = math.nan
-        if method in (self.analytic_method, BLENDED_METHOD):
+        if self._needs_row_counts(method):
             if row_counts is None:
                 raise TokendimError("The point-level interval needs each point's counts.")
             se_points = slope_standard_error(x, row_counts[:, np.searchsorted(count_r, fit_r)])
@@ -381,6 +382,10 @@ class CorrelationDimension(IDEstimator):
         self.dimension_interval_, self.standard_error_ = bootstrap_interval(
             float(dim), boot, float(self.confidence)
         )
+
+    def _needs_row_counts(self, method: str) -> bool:
+        """Whether the interval needs each point's own counts (the U-statistic variance)."""
+        return method in (self.analytic_method, BLENDED_METHOD)
 
     def _normal(self, dim: float, se: float, n_g: int | None) -> None:
         self.standard_error_ = se
@@ -511,7 +516,7 @@ class CorrelationDimension(IDEstimator):
         # Ordered pairs (i, j), i != j: each row i counts its own partners, from its list when
         # it is uncensored, against every point otherwise.
         keep = ~censored
-        per_row = method in (self.analytic_method, BLENDED_METHOD)
+        per_row = self._needs_row_counts(method)
         exact_grouped, exact_curve, exact_rows = counter.window_counts(
             np.flatnonzero(censored), shrunk, curve_r, per_row=per_row
         )
@@ -591,8 +596,7 @@ class CorrelationDimension(IDEstimator):
         grouped = np.bincount(key.ravel(), minlength=n_g * n_g * (w + 1)).reshape(n_g, n_g, w + 1)
         grouped = np.cumsum(grouped, axis=2)[:, :, :w].astype(np.float64)
         pairs = float(n) * (n - 1)
-        per_row = method in (self.analytic_method, BLENDED_METHOD)
-        row_counts = _row_counts(b, w) if per_row else None
+        row_counts = _row_counts(b, w) if self._needs_row_counts(method) else None
         self._finish(fit_r, count_r, grouped, labels, method, d, row_counts)
         last = d[:, -1]
         curve_r = np.geomspace(
